@@ -1,0 +1,31 @@
+// The limits and timings the actors run with, copied from the configuration
+// at start so that actors never read global config.
+#pragma once
+
+#include "actors/types.hpp"
+
+#include "caf/timestamp.hpp"
+
+namespace hubnode {
+
+struct hub_settings {
+  std::string node_id = "node";
+  std::size_t max_connections = 200000;
+  std::size_t max_connections_per_user = 16;
+  caf::timespan ping_interval = std::chrono::seconds(20);
+  caf::timespan sweep_interval = std::chrono::seconds(30);
+};
+
+struct connection_settings {
+  std::string node_id = "node";
+  caf::timespan idle_timeout = std::chrono::seconds(60);
+  std::size_t send_queue_limit = 1048576;
+  std::uint32_t rate_limit = 100; // messages per second, burst twice that
+  caf::timespan flood_close_after = std::chrono::seconds(3);
+};
+
+struct presence_settings {
+  caf::timespan grace_period = std::chrono::milliseconds(100);
+};
+
+} // namespace hubnode

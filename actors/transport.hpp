@@ -1,0 +1,36 @@
+// What a connection actor may ask of its socket. The WebSocket session in src/
+// implements it; actors never touch a socket, and unit tests use a fake.
+//
+// Every call only posts work to the socket's own executor and returns at once.
+// The session reports back to the connection actor with messages
+// (upgraded, frame, activity, written, violation, closed).
+#pragma once
+
+#include "actors/types.hpp"
+
+namespace hubnode {
+
+class transport {
+public:
+  virtual ~transport() = default;
+
+  // Complete the WebSocket upgrade; answered with `upgraded` or `closed`.
+  virtual void accept() = 0;
+
+  // Answer the upgrade request with an HTTP error instead, then close.
+  virtual void reject(admission why) = 0;
+
+  // Write these frames in order; answered with `written` and their byte count.
+  virtual void write(std::vector<payload> frames) = 0;
+
+  // Send a WebSocket ping; a pong comes back as `activity`.
+  virtual void ping() = 0;
+
+  // Send a close frame once the pending write is done; if it cannot go out
+  // within a short bound (a peer that stopped reading), drop the socket.
+  virtual void close(std::uint16_t code) = 0;
+};
+
+using transport_ptr = std::shared_ptr<transport>;
+
+} // namespace hubnode
