@@ -1,1 +1,224 @@
 #include "src/log.hpp"
+
+#include "src/config.hpp"
+
+#include <fmt/format.h>
+#include <random>
+#include <regex>
+#include <unistd.h>
+
+namespace hubnode {
+
+template <class T>
+void hubnode_config::add(const char* section, T& ref, const char* key,
+                         const char* fallback, const char* description) {
+  opt_group{custom_options_, section}.add(ref, key, description);
+  docs_.push_back({fmt::format("{}.{}", section, key), fallback, description});
+}
+
+hubnode_config::hubnode_config() {
+  // Warnings and errors reach stderr out of the box (stdout carries only the
+  // startup line); no log file unless asked for. Both are overridable.
+  set("logger.console", caf::atom("uncolored"));
+  set("logger.console-verbosity", caf::atom("warning"));
+  set("logger.file-verbosity", caf::atom("quiet"));
+  add("server", opt.host, "host", "\"127.0.0.1\"", "listen address");
+  add("server", opt.port, "port", "8080", "listen port; 0 = any free port");
+  add("server", opt.io_threads, "io-threads", "1", "threads running network I/O");
+  add("server", opt.max_message_size, "max-message-size", "65536",
+      "largest accepted frame/HTTP body, bytes");
+  add("server", opt.max_connections, "max-connections", "200000",
+      "node-wide cap (HTTP 503 above it)");
+  add("server", opt.max_connections_per_user, "max-connections-per-user", "16",
+      "per user on this node (HTTP 429 above it)");
+  add("server", opt.handshake_timeout, "handshake-timeout", "5s",
+      "whole HTTP request + upgrade must arrive in this time");
+  add("server", opt.shutdown_timeout, "shutdown-timeout", "5s", "graceful shutdown bound");
+  add("server", opt.allowed_origins, "allowed-origins", "[]",
+      "empty = any Origin; else exact matches, others get 403");
+  add("server", opt.api_key, "api-key", "\"\"",
+      "bearer key for /api/*; empty = /api/* answers 404");
+  add("auth", opt.auth_mode, "mode", "\"userid\"",
+      "\"userid\" (identity from the userId query parameter) or \"jwt\"");
+  add("auth", opt.jwt_secret, "jwt-secret", "\"\"",
+      "HS256 secret; required when auth.mode = \"jwt\"");
+  add("hub", opt.ping_interval, "ping-interval", "20s",
+      "server sends a WebSocket ping this often");
+  add("hub", opt.idle_timeout, "idle-timeout", "60s",
+      "no frame and no pong for this long = stale");
+  add("hub", opt.sweep_interval, "sweep-interval", "30s",
+      "the hub's stale sweep period (a timed message)");
+  add("hub", opt.send_queue_limit, "send-queue-limit", "1048576",
+      "bytes queued to one connection before it is closed as a slow consumer");
+  add("hub", opt.rate_limit, "rate-limit", "100",
+      "messages per second per connection (burst = 2x)");
+  add("presence", opt.grace_period, "grace-period", "100ms",
+      "delay before a user whose last connection closed is set offline");
+  add("redis", opt.redis_url, "url", "\"\"",
+      "empty = standalone; else redis://[:password@]host:port[/db]");
+  add("redis", opt.key_prefix, "key-prefix", "\"hubnode:\"",
+      "prefix of every key and channel");
+  add("cluster", opt.node_id, "node-id", "\"\"",
+      "empty = generated at start (hostname-pid-random)");
+  add("cluster", opt.heartbeat_interval, "heartbeat-interval", "2s",
+      "node liveness refresh");
+  add("cluster", opt.node_ttl, "node-ttl", "10s",
+      "a node silent this long is dead; its users go offline");
+}
+
+std::string hubnode_config::help() const {
+  std::string text = "usage: hubnode [--config-file=PATH] [--section.key=value ...]\n\n"
+                     "hubnode options (section.key, default):\n";
+  for (auto& doc : docs_)
+    text += fmt::format("  --{:<34} {:<12} {}\n", doc.key + "=", doc.fallback,
+                        doc.description);
+  text += "\nCAF's own logger.* and scheduler.* options work as CAF documents them,\n"
+          "e.g. --logger.console-verbosity=debug --logger.console=colored.\n";
+  return text;
+}
+
+namespace {
+
+bool wants_help(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    if (arg == "--help" || arg == "-h" || arg == "-?")
+      return true;
+  }
+  return false;
+}
+
+bool valid_redis_url(const std::string& url) {
+  static const std::regex full{
+    R"(redis://(:[^@/]*@)?([A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\]):[0-9]{1,5}(/[0-9]+)?)"};
+  return std::regex_match(url, full);
+}
+
+// Values CAF's parser accepts by type but hubnode cannot run with.
+std::string check_values(const node_options& opt) {
+  using caf::timespan;
+  if (opt.auth_mode != "userid" && opt.auth_mode != "jwt")
+    return fmt::format("unknown auth.mode \"{}\" (expected \"userid\" or \"jwt\")",
+                       opt.auth_mode);
+  if (opt.auth_mode == "jwt" && opt.jwt_secret.empty())
+    return "auth.mode = \"jwt\" requires auth.jwt-secret";
+  if (opt.auth_mode == "jwt")
+    return "auth.mode = \"jwt\" is not available in this build yet";
+  if (!opt.redis_url.empty() && !valid_redis_url(opt.redis_url))
+    return fmt::format("unparsable redis.url \"{}\" (expected "
+                       "redis://[:password@]host:port[/db])",
+                       opt.redis_url);
+  if (!opt.redis_url.empty())
+    return "cluster mode (redis.url) is not available in this build yet";
+  if (opt.io_threads == 0)
+    return "server.io-threads must be at least 1";
+  if (opt.max_message_size == 0)
+    return "server.max-message-size must be at least 1";
+  if (opt.rate_limit == 0)
+    return "hub.rate-limit must be at least 1";
+  for (auto [value, name] :
+       {std::pair{opt.handshake_timeout, "server.handshake-timeout"},
+        std::pair{opt.shutdown_timeout, "server.shutdown-timeout"},
+        std::pair{opt.ping_interval, "hub.ping-interval"},
+        std::pair{opt.idle_timeout, "hub.idle-timeout"},
+        std::pair{opt.sweep_interval, "hub.sweep-interval"},
+        std::pair{opt.heartbeat_interval, "cluster.heartbeat-interval"},
+        std::pair{opt.node_ttl, "cluster.node-ttl"}})
+    if (value <= timespan{0})
+      return fmt::format("{} must be positive", name);
+  return {};
+}
+
+std::string generate_node_id() {
+  char host[256] = {};
+  if (gethostname(host, sizeof(host) - 1) != 0)
+    std::snprintf(host, sizeof(host), "node");
+  std::random_device rd;
+  return fmt::format("{}-{}-{:08x}", host, getpid(), rd());
+}
+
+// CAF ignores INI keys it has no option for; a misspelt key silently running
+// with its default is worse than refusing to start.
+std::string unknown_key(const caf::config_option_set& opts, const caf::settings& xs,
+                        const std::string& prefix = {}) {
+  for (auto& [key, value] : xs) {
+    auto name = prefix.empty() ? key : prefix + "." + key;
+    if (auto section = caf::get_if<caf::settings>(&value)) {
+      if (auto found = unknown_key(opts, *section, name); !found.empty())
+        return found;
+    } else if (opts.qualified_name_lookup(name) == nullptr) {
+      return name;
+    }
+  }
+  return {};
+}
+
+std::string config_file_arg(int argc, char** argv) {
+  constexpr std::string_view flag = "--config-file=";
+  for (int i = 1; i < argc; ++i)
+    if (std::string_view arg = argv[i]; arg.substr(0, flag.size()) == flag)
+      return std::string{arg.substr(flag.size())};
+  return {};
+}
+
+} // namespace
+
+std::string hubnode_config::check_config_file(const std::string& path) const {
+  auto content = parse_config_file(path.c_str());
+  if (!content)
+    return fmt::format("cannot read config file {}: {}", path, render(content.error()));
+  if (auto key = unknown_key(custom_options_, *content); !key.empty())
+    return fmt::format("unknown option {} in {}", key, path);
+  return {};
+}
+
+startup load_config(hubnode_config& cfg, int argc, char** argv, std::string& reason) {
+  if (wants_help(argc, argv))
+    return startup::help;
+  if (auto path = config_file_arg(argc, argv); !path.empty()) {
+    reason = cfg.check_config_file(path);
+    if (!reason.empty())
+      return startup::bad_config;
+  }
+  if (auto err = cfg.parse(argc, argv)) {
+    reason = "bad configuration: " + cfg.render(err);
+    return startup::bad_config;
+  }
+  if (!cfg.remainder.empty()) {
+    reason = "unknown argument: " + cfg.remainder.front();
+    return startup::bad_config;
+  }
+  reason = check_values(cfg.opt);
+  if (!reason.empty())
+    return startup::bad_config;
+  if (cfg.opt.node_id.empty())
+    cfg.opt.node_id = generate_node_id();
+  return startup::run;
+}
+
+hub_settings make_hub_settings(const node_options& opt) {
+  hub_settings s;
+  s.node_id = opt.node_id;
+  s.max_connections = opt.max_connections;
+  s.max_connections_per_user = opt.max_connections_per_user;
+  s.ping_interval = opt.ping_interval;
+  s.sweep_interval = opt.sweep_interval;
+  return s;
+}
+
+connection_settings make_connection_settings(const node_options& opt) {
+  connection_settings s;
+  s.node_id = opt.node_id;
+  s.idle_timeout = opt.idle_timeout;
+  s.send_queue_limit = opt.send_queue_limit;
+  s.rate_limit = opt.rate_limit;
+  return s;
+}
+
+presence_settings make_presence_settings(const node_options& opt) {
+  presence_settings s;
+  s.grace_period = opt.grace_period;
+  return s;
+}
+
+} // namespace hubnode

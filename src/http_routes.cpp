@@ -1,1 +1,259 @@
 #include "src/log.hpp"
+#define CAF_LOG_COMPONENT "http"
+
+#include "src/http_routes.hpp"
+
+#include "src/ask.hpp"
+#include "src/metrics.hpp"
+#include "src/protocol.hpp"
+#include "src/user_id.hpp"
+
+#include <boost/json.hpp>
+#include <optional>
+
+namespace hubnode {
+
+namespace json = boost::json;
+
+namespace {
+
+// How long an HTTP handler waits for an actor before answering 503.
+constexpr auto actor_timeout = std::chrono::seconds(5);
+
+http_response make_response(http::status status, std::string body,
+                            std::string_view content_type) {
+  http_response res{status, 11};
+  res.set(http::field::content_type, content_type);
+  res.body() = std::move(body);
+  return res;
+}
+
+http_response json_response(http::status status, const json::value& body) {
+  return make_response(status, json::serialize(body), "application/json");
+}
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  if (c >= 'a' && c <= 'f')
+    return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F')
+    return c - 'A' + 10;
+  return -1;
+}
+
+// application/x-www-form-urlencoded decoding; a broken escape is kept
+// verbatim, so it fails the id check instead of being silently altered.
+std::string url_decode(std::string_view text) {
+  std::string out;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '+') {
+      out += ' ';
+    } else if (text[i] == '%' && i + 2 < text.size() && hex_value(text[i + 1]) >= 0
+               && hex_value(text[i + 2]) >= 0) {
+      out += static_cast<char>(hex_value(text[i + 1]) * 16 + hex_value(text[i + 2]));
+      i += 2;
+    } else {
+      out += text[i];
+    }
+  }
+  return out;
+}
+
+std::string_view path_of(std::string_view target) {
+  return target.substr(0, target.find('?'));
+}
+
+// The first value of query parameter `name`, or nothing when absent.
+std::optional<std::string> query_param(std::string_view target, std::string_view name) {
+  auto mark = target.find('?');
+  if (mark == std::string_view::npos)
+    return std::nullopt;
+  auto query = target.substr(mark + 1);
+  while (!query.empty()) {
+    auto amp = query.find('&');
+    auto pair = query.substr(0, amp);
+    auto eq = pair.find('=');
+    if (url_decode(pair.substr(0, eq)) == name)
+      return eq == std::string_view::npos ? std::string{} : url_decode(pair.substr(eq + 1));
+    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
+  }
+  return std::nullopt;
+}
+
+http_response method_not_allowed() {
+  return error_response(http::status::method_not_allowed, "method_not_allowed",
+                        "method not allowed for this path");
+}
+
+http_response not_found() {
+  return error_response(http::status::not_found, "not_found", "no such path");
+}
+
+http_response unavailable() {
+  return error_response(http::status::service_unavailable, "unavailable",
+                        "the node did not answer in time");
+}
+
+http_response healthz(server_context& ctx) {
+  json::object body{{"status", "ok"},
+                    {"node", ctx.opt.node_id},
+                    {"presence", "memory"},
+                    {"redis", "off"},
+                    {"connections", ctx.st.connections_active.load()}};
+  return json_response(http::status::ok, body);
+}
+
+http_response readyz(server_context& ctx) {
+  if (!ctx.accepting)
+    return error_response(http::status::service_unavailable, "not_ready",
+                          "the node is shutting down");
+  return json_response(http::status::ok, json::object{{"status", "ready"}});
+}
+
+http_response metrics(server_context& ctx) {
+  return make_response(http::status::ok,
+                       render_metrics(ctx.st, ctx.system.registry().running()),
+                       "text/plain; version=0.0.4; charset=utf-8");
+}
+
+bool authorized(server_context& ctx, const http_request& req) {
+  auto header = req[http::field::authorization];
+  return header == "Bearer " + ctx.opt.api_key;
+}
+
+void post_message(server_context& ctx, user_id to, const http_request& req,
+                  responder reply) {
+  json::error_code ec;
+  auto body = json::parse(req.body(), ec);
+  auto object = ec ? nullptr : body.if_object();
+  if (object == nullptr || !object->contains("data")) {
+    reply(error_response(http::status::bad_request, "bad_request",
+                         "body must be a JSON object with a \"data\" field"));
+    return;
+  }
+  stats::bump(ctx.st.messages_received);
+  ask(
+    ctx.system, ctx.hub, actor_timeout,
+    [reply](const std::string& id, bool online) {
+      reply(json_response(http::status::accepted,
+                          json::object{{"id", id}, {"online", online}}));
+    },
+    [reply](const caf::error&) { reply(unavailable()); }, route_atom::value, to,
+    std::string{"server"}, json::serialize(object->at("data")));
+}
+
+void get_presence(server_context& ctx, user_id user, responder reply) {
+  ask(
+    ctx.system, ctx.presence, actor_timeout,
+    [reply, user](bool online, std::uint64_t connections) {
+      reply(json_response(http::status::ok, json::object{{"userId", std::to_string(user)},
+                                                         {"online", online},
+                                                         {"connections", connections}}));
+    },
+    [reply](const caf::error&) { reply(unavailable()); }, count_atom::value, user);
+}
+
+// /api/users/{id}/messages and /api/users/{id}/presence.
+void handle_api(server_context& ctx, const http_request& req, std::string_view path,
+                responder reply) {
+  constexpr std::string_view prefix = "/api/users/";
+  auto slash = path.find('/', prefix.size());
+  if (ctx.opt.api_key.empty() || path.substr(0, prefix.size()) != prefix
+      || slash == std::string_view::npos) {
+    reply(not_found());
+    return;
+  }
+  auto action = path.substr(slash + 1);
+  auto method = action == "messages" ? http::verb::post : http::verb::get;
+  if (action != "messages" && action != "presence") {
+    reply(not_found());
+  } else if (!authorized(ctx, req)) {
+    reply(error_response(http::status::unauthorized, "unauthorized",
+                         "missing or wrong bearer key"));
+  } else if (req.method() != method) {
+    reply(method_not_allowed());
+  } else if (auto id = parse_user_id(path.substr(prefix.size(), slash - prefix.size()));
+             !id) {
+    reply(error_response(http::status::bad_request, "validation",
+                         "user id must be a valid number", "id"));
+  } else if (method == http::verb::post) {
+    post_message(ctx, *id, req, std::move(reply));
+  } else {
+    get_presence(ctx, *id, std::move(reply));
+  }
+}
+
+} // namespace
+
+http_response error_response(http::status status, std::string_view code,
+                             std::string_view message, std::string_view field) {
+  return make_response(status, protocol::http_error(code, message, field),
+                       "application/json");
+}
+
+http_response admission_response(admission why) {
+  if (why == admission::too_many_connections)
+    return error_response(http::status::too_many_requests, "too_many_connections",
+                          "too many connections for this user on this node");
+  return error_response(http::status::service_unavailable, "over_capacity",
+                        "this node is at its connection limit");
+}
+
+void handle_http(server_context& ctx, const http_request& req, responder reply) {
+  auto path = path_of(req.target());
+  auto is_get = req.method() == http::verb::get;
+  if (path.substr(0, 5) == "/api/") {
+    handle_api(ctx, req, path, std::move(reply));
+  } else if (path != "/healthz" && path != "/readyz" && path != "/metrics"
+             && path != "/ws") {
+    reply(not_found());
+  } else if (!is_get) {
+    reply(method_not_allowed());
+  } else if (path == "/ws") {
+    reply(error_response(http::status::upgrade_required, "upgrade_required",
+                         "this endpoint needs a WebSocket upgrade"));
+  } else if (path == "/healthz") {
+    reply(healthz(ctx));
+  } else if (path == "/readyz") {
+    reply(readyz(ctx));
+  } else {
+    reply(metrics(ctx));
+  }
+}
+
+namespace {
+
+http_response refuse(server_context& ctx, rejection why, http::status status,
+                     std::string_view code, std::string_view message,
+                     std::string_view field = {}) {
+  ctx.st.rejected(why);
+  CAF_LOG_INFO("rejected handshake:" << CAF_ARG2("reason", to_label(why)));
+  return error_response(status, code, message, field);
+}
+
+} // namespace
+
+std::variant<user_id, http_response> check_upgrade(server_context& ctx,
+                                                   const http_request& req) {
+  auto& origins = ctx.opt.allowed_origins;
+  if (auto origin = req.find(http::field::origin);
+      origin != req.end() && !origins.empty()
+      && std::find(origins.begin(), origins.end(), origin->value()) == origins.end()) {
+    return refuse(ctx, rejection::forbidden_origin, http::status::forbidden,
+                  "forbidden_origin", "origin not allowed");
+  }
+  auto text = query_param(req.target(), "userId");
+  if (!text || text->empty()) {
+    return refuse(ctx, rejection::validation, http::status::bad_request, "validation",
+                  "userId parameter is required", "userId");
+  }
+  auto user = parse_user_id(*text);
+  if (!user) {
+    return refuse(ctx, rejection::validation, http::status::bad_request, "validation",
+                  "userId must be a valid number", "userId");
+  }
+  return *user;
+}
+
+} // namespace hubnode

@@ -1,1 +1,72 @@
 #include "src/log.hpp"
+#define CAF_LOG_COMPONENT "http"
+
+#include "src/listener.hpp"
+
+#include "src/http_session.hpp"
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/strand.hpp>
+#include <fmt/format.h>
+
+namespace hubnode {
+
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+
+listener::listener(net::io_context& ioc, server_context& ctx)
+  : ioc_(ioc), acceptor_(net::make_strand(ioc)), ctx_(ctx) {
+}
+
+std::string listener::open(const std::string& host, std::uint16_t port) {
+  boost::system::error_code ec;
+  auto address = net::ip::make_address(host, ec);
+  if (ec)
+    return fmt::format("bad server.host \"{}\": {}", host, ec.message());
+  tcp::endpoint endpoint{address, port};
+  auto where = fmt::format("{}:{}", host, port);
+  if (acceptor_.open(endpoint.protocol(), ec); ec)
+    return fmt::format("cannot open {}: {}", where, ec.message());
+  if (acceptor_.set_option(net::socket_base::reuse_address(true), ec); ec)
+    return fmt::format("cannot set SO_REUSEADDR on {}: {}", where, ec.message());
+  if (acceptor_.bind(endpoint, ec); ec)
+    return fmt::format("cannot listen on {}: {}", where, ec.message());
+  if (acceptor_.listen(net::socket_base::max_listen_connections, ec); ec)
+    return fmt::format("cannot listen on {}: {}", where, ec.message());
+  return {};
+}
+
+tcp::endpoint listener::local_endpoint() const {
+  boost::system::error_code ec;
+  return acceptor_.local_endpoint(ec);
+}
+
+void listener::run() {
+  do_accept();
+}
+
+void listener::stop() {
+  net::post(acceptor_.get_executor(), [self = shared_from_this()] {
+    boost::system::error_code ec;
+    self->acceptor_.close(ec);
+  });
+}
+
+void listener::do_accept() {
+  acceptor_.async_accept(net::make_strand(ioc_),
+                         beast::bind_front_handler(&listener::on_accept, shared_from_this()));
+}
+
+void listener::on_accept(boost::system::error_code ec, tcp::socket socket) {
+  if (ec == net::error::operation_aborted || !acceptor_.is_open())
+    return;
+  if (ec) {
+    // Out of file descriptors and the like: keep serving the others.
+    CAF_LOG_WARNING("accept failed:" << CAF_ARG2("error", ec.message()));
+  } else {
+    std::make_shared<http_session>(beast::tcp_stream{std::move(socket)}, ctx_)->run();
+  }
+  do_accept();
+}
+
+} // namespace hubnode

@@ -11,4 +11,5 @@
 #undef CAF_LOG_LEVEL
 #define CAF_LOG_LEVEL CAF_LOG_LEVEL_DEBUG
 
-#include "caf/logger.hpp"
+// Each .cpp defines CAF_LOG_COMPONENT (its part: "http", "hub", "conn",
+// "presence", "redis") right after this include and before any other.

@@ -1,0 +1,36 @@
+// Accepts TCP connections and starts an http_session on each, on its own strand.
+#pragma once
+
+#include "src/log.hpp"
+
+#include "src/server_context.hpp"
+
+#include <boost/asio/ip/tcp.hpp>
+#include <memory>
+#include <string>
+
+namespace hubnode {
+
+class listener : public std::enable_shared_from_this<listener> {
+public:
+  listener(boost::asio::io_context& ioc, server_context& ctx);
+
+  // Binds and listens; on failure returns why (e.g. the port is in use).
+  std::string open(const std::string& host, std::uint16_t port);
+
+  // The bound endpoint, with the kernel's port when port 0 was asked for.
+  boost::asio::ip::tcp::endpoint local_endpoint() const;
+
+  void run();
+  void stop();
+
+private:
+  void do_accept();
+  void on_accept(boost::system::error_code ec, boost::asio::ip::tcp::socket socket);
+
+  boost::asio::io_context& ioc_;
+  boost::asio::ip::tcp::acceptor acceptor_;
+  server_context& ctx_;
+};
+
+} // namespace hubnode

@@ -1,0 +1,30 @@
+// What every session of the server needs to reach: the actor system, the
+// node's actors, its counters and its options. Owned by main(), outlives
+// every session.
+#pragma once
+
+#include "src/log.hpp"
+
+#include "actors/messages.hpp"
+#include "actors/settings.hpp"
+#include "actors/stats.hpp"
+#include "src/config.hpp"
+
+#include <atomic>
+
+#include "caf/actor_system.hpp"
+
+namespace hubnode {
+
+struct server_context {
+  caf::actor_system& system;
+  hub_actor hub;
+  presence_actor presence;
+  stats& st;
+  const node_options& opt;
+  connection_settings connection;
+  // Cleared at shutdown, so /readyz turns 503 while clients are closed.
+  std::atomic<bool> accepting{true};
+};
+
+} // namespace hubnode
