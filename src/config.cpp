@@ -137,17 +137,20 @@ std::string generate_node_id() {
   return fmt::format("{}-{}-{:08x}", host, getpid(), rd());
 }
 
-// CAF ignores INI keys it has no option for; a misspelt key silently running
-// with its default is worse than refusing to start.
-std::string unknown_key(const caf::config_option_set& opts, const caf::settings& xs,
-                        const std::string& prefix = {}) {
+// CAF ignores INI keys it has no option for and values of the wrong type; a
+// misspelt key or a bad value silently running with its default is worse than
+// refusing to start.
+std::string bad_entry(const caf::config_option_set& opts, const caf::settings& xs,
+                      const std::string& prefix = {}) {
   for (auto& [key, value] : xs) {
     auto name = prefix.empty() ? key : prefix + "." + key;
     if (auto section = caf::get_if<caf::settings>(&value)) {
-      if (auto found = unknown_key(opts, *section, name); !found.empty())
+      if (auto found = bad_entry(opts, *section, name); !found.empty())
         return found;
-    } else if (opts.qualified_name_lookup(name) == nullptr) {
-      return name;
+    } else if (auto opt = opts.qualified_name_lookup(name); opt == nullptr) {
+      return "unknown option " + name;
+    } else if (opt->check(value)) {
+      return fmt::format("unparsable value for {}: {}", name, caf::to_string(value));
     }
   }
   return {};
@@ -167,8 +170,8 @@ std::string hubnode_config::check_config_file(const std::string& path) const {
   auto content = parse_config_file(path.c_str());
   if (!content)
     return fmt::format("cannot read config file {}: {}", path, render(content.error()));
-  if (auto key = unknown_key(custom_options_, *content); !key.empty())
-    return fmt::format("unknown option {} in {}", key, path);
+  if (auto bad = bad_entry(custom_options_, *content); !bad.empty())
+    return fmt::format("{} in {}", bad, path);
   return {};
 }
 

@@ -15,7 +15,8 @@ namespace net = boost::asio;
 using tcp = net::ip::tcp;
 
 listener::listener(net::io_context& ioc, server_context& ctx)
-  : ioc_(ioc), acceptor_(net::make_strand(ioc)), ctx_(ctx) {
+  : ioc_(ioc), acceptor_(net::make_strand(ioc)), backoff_(acceptor_.get_executor()),
+    ctx_(ctx) {
 }
 
 std::string listener::open(const std::string& host, std::uint16_t port) {
@@ -49,6 +50,7 @@ void listener::stop() {
   net::post(acceptor_.get_executor(), [self = shared_from_this()] {
     boost::system::error_code ec;
     self->acceptor_.close(ec);
+    self->backoff_.cancel();
   });
 }
 
@@ -61,11 +63,17 @@ void listener::on_accept(boost::system::error_code ec, tcp::socket socket) {
   if (ec == net::error::operation_aborted || !acceptor_.is_open())
     return;
   if (ec) {
-    // Out of file descriptors and the like: keep serving the others.
+    // Out of file descriptors and the like: the error repeats at once, so
+    // pause instead of spinning, and keep serving the open connections.
     CAF_LOG_WARNING("accept failed:" << CAF_ARG2("error", ec.message()));
-  } else {
-    std::make_shared<http_session>(beast::tcp_stream{std::move(socket)}, ctx_)->run();
+    backoff_.expires_after(std::chrono::milliseconds(50));
+    backoff_.async_wait([self = shared_from_this()](boost::system::error_code wait_ec) {
+      if (!wait_ec)
+        self->do_accept();
+    });
+    return;
   }
+  std::make_shared<http_session>(beast::tcp_stream{std::move(socket)}, ctx_)->run();
   do_accept();
 }
 

@@ -109,7 +109,8 @@ int main(int argc, char** argv) {
   CAF_LOG_INFO("listening" << CAF_ARG2("port", endpoint.port())
                            << CAF_ARG2("node", cfg.opt.node_id));
 
-  CAF_LOG_INFO("stopping on signal" << CAF_ARG2("signal", signal.get()));
+  auto caught = signal.get();
+  CAF_LOG_INFO("stopping on signal" << CAF_ARG(caught));
   shut_down(system, ctx, *lst, ioc, drained.get_future());
   for (auto& thread : threads)
     thread.join();
