@@ -1,1 +1,356 @@
 #include "src/log.hpp"
+#define CAF_LOG_COMPONENT "conn"
+
+#include "actors/connection.hpp"
+
+#include "src/protocol.hpp"
+
+#include <algorithm>
+#include <optional>
+
+#include "caf/actor_cast.hpp"
+#include "caf/skip.hpp"
+#include "caf/stateful_actor.hpp"
+#include "caf/typed_event_based_actor.hpp"
+
+namespace hubnode {
+
+namespace {
+
+using time_point = caf::actor_clock::time_point;
+
+struct connection_state {
+  connection_settings cfg;
+  hub_actor hub;
+  presence_actor presence;
+  stats* st = nullptr;
+  transport_ptr socket;
+  user_id user = 0;
+  std::string remote;
+  std::string id;
+  // Frames not yet handed to the socket; at most one write is in flight.
+  // A vector, not a deque: an empty deque still allocates over 500 bytes, and
+  // most connections are idle.
+  std::vector<payload> queue;
+  // Everything queued or handed to the socket and not yet reported written.
+  std::uint64_t queued_bytes = 0;
+  bool writing = false;
+  time_point last_activity;
+  double tokens = 0;
+  time_point refilled;
+  // When the first and the latest rate_limited answer of the current flood
+  // went out.
+  std::optional<time_point> flood_since;
+  time_point last_limited;
+  // Set by the one close of this connection; nothing counts or closes twice.
+  bool done = false;
+
+  static const char* name;
+};
+
+const char* connection_state::name = "connection";
+
+using connection_ptr = connection_actor::stateful_pointer<connection_state>;
+
+connection_actor handle_of(connection_ptr self) {
+  return caf::actor_cast<connection_actor>(self);
+}
+
+// -- ending -------------------------------------------------------------------
+
+void finish(connection_ptr self, close_reason why) {
+  auto& st = self->state;
+  if (st.done)
+    return;
+  st.done = true;
+  st.st->closed(why);
+  CAF_LOG_DEBUG("exit" << CAF_ARG2("actor", self->id()) << CAF_ARG2("user", st.user)
+                       << CAF_ARG2("connection", st.id) << CAF_ARG2("remote", st.remote)
+                       << CAF_ARG2("reason", to_label(why)));
+  self->quit();
+}
+
+void close(connection_ptr self, std::uint16_t code, close_reason why) {
+  auto& st = self->state;
+  if (st.done)
+    return;
+  CAF_LOG_DEBUG("close" << CAF_ARG2("actor", self->id()) << CAF_ARG2("user", st.user)
+                        << CAF_ARG(code) << CAF_ARG2("reason", to_label(why)));
+  st.socket->close(code);
+  finish(self, why);
+}
+
+// A rejected connection was never counted as opened, so it is not counted as
+// closed either.
+void reject(connection_ptr self, admission why) {
+  CAF_LOG_DEBUG("rejected, exit" << CAF_ARG2("actor", self->id())
+                                 << CAF_ARG2("user", self->state.user)
+                                 << CAF_ARG2("admission", static_cast<int>(why)));
+  self->state.socket->reject(why);
+  self->quit();
+}
+
+// -- the send queue -----------------------------------------------------------
+
+void flush(connection_ptr self) {
+  auto& st = self->state;
+  if (st.writing || st.queue.empty())
+    return;
+  std::vector<payload> frames;
+  frames.swap(st.queue);
+  st.writing = true;
+  st.socket->write(std::move(frames));
+}
+
+void enqueue(connection_ptr self, payload frame) {
+  auto& st = self->state;
+  st.queued_bytes += frame->size();
+  st.queue.push_back(std::move(frame));
+  st.st->queue_bytes_seen(static_cast<std::int64_t>(st.queued_bytes));
+  if (st.queued_bytes > st.cfg.send_queue_limit) {
+    st.st->dropped(drop_reason::slow_consumer);
+    return close(self, close_code::policy, close_reason::slow_consumer);
+  }
+  flush(self);
+}
+
+void enqueue(connection_ptr self, std::string text) {
+  enqueue(self, make_payload(std::move(text)));
+}
+
+void on_written(connection_ptr self, std::uint64_t bytes) {
+  auto& st = self->state;
+  st.queued_bytes -= std::min(bytes, st.queued_bytes);
+  st.writing = false;
+  flush(self);
+}
+
+// -- liveness -----------------------------------------------------------------
+
+void sweep(connection_ptr self) {
+  auto& st = self->state;
+  if (self->clock().now() - st.last_activity <= st.cfg.idle_timeout)
+    return;
+  stats::bump(st.st->stale_closed);
+  close(self, close_code::going_away, close_reason::stale);
+}
+
+// -- rate limit: a token bucket of `rate_limit` per second, burst twice that --
+
+bool take_token(connection_ptr self, time_point now) {
+  auto& st = self->state;
+  double rate = st.cfg.rate_limit;
+  std::chrono::duration<double> elapsed = now - st.refilled;
+  st.refilled = now;
+  st.tokens = std::min(2 * rate, st.tokens + elapsed.count() * rate);
+  if (st.tokens < 1)
+    return false;
+  st.tokens -= 1;
+  return true;
+}
+
+// A flood ends only after a quiet second without a rate_limited answer, not
+// at the next accepted frame: the bucket refills continuously, so a client
+// sending at twice the rate gets every other frame through and would
+// otherwise never count as still over the limit.
+constexpr caf::timespan flood_quiet = std::chrono::seconds(1);
+
+void rate_limited(connection_ptr self, const inbound& in, time_point now) {
+  auto& st = self->state;
+  st.st->dropped(drop_reason::rate_limited);
+  if (!st.flood_since || now - st.last_limited >= flood_quiet)
+    st.flood_since = now;
+  st.last_limited = now;
+  if (now - *st.flood_since >= st.cfg.flood_close_after)
+    return close(self, close_code::policy, close_reason::policy);
+  enqueue(self, protocol::error("rate_limited", "too many messages", in.ref, in.has_ref));
+}
+
+// -- requests -----------------------------------------------------------------
+
+// Without an error handler a failed request would kill the connection; a hub
+// or presence that cannot answer only happens while the node stops.
+auto log_failure(const char* what) {
+  return [what](caf::error& err) { CAF_LOG_WARNING(what << " failed" << CAF_ARG(err)); };
+}
+
+void send_message(connection_ptr self, inbound& in) {
+  auto& st = self->state;
+  self->request(st.hub, caf::infinite, route_atom::value, in.to, std::to_string(st.user),
+                std::move(in.data))
+      .then([self, ref = std::move(in.ref), has_ref = in.has_ref](
+                const std::string& id,
+                bool online) { enqueue(self, protocol::ack(ref, has_ref, id, online)); },
+            log_failure("route"));
+}
+
+void query_presence(connection_ptr self, user_list users) {
+  self->request(self->state.presence, caf::infinite, query_atom::value, users)
+      .then(
+          [self, users](const user_list& online) {
+            enqueue(self, protocol::presence(users, online));
+          },
+          log_failure("presence query"));
+}
+
+void serve(connection_ptr self, inbound& in) {
+  auto& st = self->state;
+  switch (in.type) {
+  case inbound::kind::invalid:
+    return enqueue(self,
+                   protocol::error(in.error_code, in.error_message, in.ref, in.has_ref));
+  case inbound::kind::send:
+    return send_message(self, in);
+  case inbound::kind::presence:
+    return query_presence(self, std::move(in.user_ids));
+  case inbound::kind::watch:
+    return self->send(st.presence, watch_atom::value, handle_of(self),
+                      std::move(in.user_ids));
+  case inbound::kind::unwatch:
+    return self->send(st.presence, unwatch_atom::value, handle_of(self),
+                      std::move(in.user_ids));
+  case inbound::kind::ping:
+    return enqueue(self, protocol::pong(in.ref, in.has_ref));
+  }
+}
+
+void on_frame(connection_ptr self, inbound& in) {
+  auto& st = self->state;
+  auto now = self->clock().now();
+  st.last_activity = now;
+  stats::bump(st.st->messages_received);
+  if (!take_token(self, now))
+    return rate_limited(self, in, now);
+  serve(self, in);
+}
+
+// -- states -------------------------------------------------------------------
+//
+//  admitting --admitted--> upgrading --upgraded--> open --(close / closed)--> [exit]
+//      |rejected               |closed, shutdown, stale
+//      v                       v
+//    [exit]                  [exit]
+//
+// close:     this actor decided to end (stale, slow consumer, flood, protocol
+//            violation, shutdown): it closes the socket with a code.
+// closed:    the session reports the socket gone (client close or error).
+//
+// admitting: waiting for the hub's answer; the socket is untouched, and every
+//            message waits in the mailbox until there is an answer.
+// upgrading: the socket finishes the WebSocket handshake; messages for the
+//            client (and pings) wait, so that the welcome is its first frame.
+// open:      frames flow both ways.
+
+connection_actor::behavior_type admitting() {
+  return {
+      [](upgraded_atom) { return caf::skip; },
+      [](frame_atom, const inbound&) { return caf::skip; },
+      [](activity_atom) { return caf::skip; },
+      [](written_atom, std::uint64_t) { return caf::skip; },
+      [](violation_atom, std::uint16_t) { return caf::skip; },
+      [](closed_atom, close_reason) { return caf::skip; },
+      [](deliver_atom, const payload&) { return caf::skip; },
+      [](ping_atom) { return caf::skip; },
+      [](sweep_atom) { return caf::skip; },
+      [](shutdown_atom) { return caf::skip; },
+      [](changed_atom, user_id, bool) { return caf::skip; },
+  };
+}
+
+connection_actor::behavior_type open(connection_ptr self) {
+  return {
+      // A socket upgrades once; this state is reached by that one upgrade.
+      [](upgraded_atom) {},
+      [self](frame_atom, inbound& in) { on_frame(self, in); },
+      [self](activity_atom) { self->state.last_activity = self->clock().now(); },
+      [self](written_atom, std::uint64_t bytes) { on_written(self, bytes); },
+      [self](violation_atom, std::uint16_t code) {
+        close(self, code, close_reason::policy);
+      },
+      [self](closed_atom, close_reason why) { finish(self, why); },
+      [self](deliver_atom, const payload& frame) { enqueue(self, frame); },
+      [self](ping_atom) { self->state.socket->ping(); },
+      [self](sweep_atom) { sweep(self); },
+      [self](shutdown_atom) {
+        close(self, close_code::going_away, close_reason::shutdown);
+      },
+      [self](changed_atom, user_id user, bool online) {
+        enqueue(self, protocol::presence_changed(user, online));
+      },
+  };
+}
+
+void on_upgraded(connection_ptr self) {
+  auto& st = self->state;
+  CAF_LOG_DEBUG("upgraded" << CAF_ARG2("actor", self->id()) << CAF_ARG2("user", st.user)
+                           << CAF_ARG2("connection", st.id));
+  self->become(open(self));
+  enqueue(self, protocol::welcome(st.user, st.id, st.cfg.node_id));
+}
+
+connection_actor::behavior_type upgrading(connection_ptr self) {
+  return {
+      [self](upgraded_atom) { on_upgraded(self); },
+      [](frame_atom, const inbound&) { return caf::skip; },
+      [](activity_atom) { return caf::skip; },
+      [](written_atom, std::uint64_t) { return caf::skip; },
+      [](violation_atom, std::uint16_t) { return caf::skip; },
+      [self](closed_atom, close_reason why) { finish(self, why); },
+      [](deliver_atom, const payload&) { return caf::skip; },
+      [](ping_atom) { return caf::skip; },
+      [self](sweep_atom) { sweep(self); },
+      [self](shutdown_atom) {
+        close(self, close_code::going_away, close_reason::shutdown);
+      },
+      [](changed_atom, user_id, bool) { return caf::skip; },
+  };
+}
+
+void on_admission(connection_ptr self, admission verdict, std::string id) {
+  if (verdict != admission::admitted)
+    return reject(self, verdict);
+  auto& st = self->state;
+  st.id = std::move(id);
+  CAF_LOG_DEBUG("admitted" << CAF_ARG2("actor", self->id()) << CAF_ARG2("user", st.user)
+                           << CAF_ARG2("connection", st.id));
+  st.socket->accept();
+  self->become(upgrading(self));
+}
+
+connection_actor::behavior_type connection(connection_ptr self, connection_settings cfg,
+                                           hub_actor hub, presence_actor presence,
+                                           stats* st, transport_ptr socket, user_id user,
+                                           std::string remote) {
+  auto& s = self->state;
+  s.cfg = std::move(cfg);
+  s.hub = std::move(hub);
+  s.presence = std::move(presence);
+  s.st = st;
+  s.socket = std::move(socket);
+  s.user = user;
+  s.remote = std::move(remote);
+  s.last_activity = s.refilled = self->clock().now();
+  s.tokens = 2.0 * s.cfg.rate_limit;
+  CAF_LOG_DEBUG("spawn" << CAF_ARG2("actor", self->id()) << CAF_ARG(user)
+                        << CAF_ARG2("remote", s.remote));
+  self->request(s.hub, caf::infinite, register_atom::value, user, handle_of(self))
+      .then([self](admission verdict,
+                   std::string& id) { on_admission(self, verdict, std::move(id)); },
+            [self](caf::error& err) {
+              CAF_LOG_WARNING("register failed" << CAF_ARG(err));
+              reject(self, admission::over_capacity);
+            });
+  return admitting();
+}
+
+} // namespace
+
+connection_actor spawn_connection(caf::actor_system& sys, connection_settings cfg,
+                                  hub_actor hub, presence_actor presence, stats& st,
+                                  transport_ptr socket, user_id user,
+                                  std::string remote_address) {
+  return sys.spawn(connection, std::move(cfg), std::move(hub), std::move(presence), &st,
+                   std::move(socket), user, std::move(remote_address));
+}
+
+} // namespace hubnode

@@ -9,8 +9,8 @@ const char* to_label(close_reason reason) {
 }
 
 const char* to_label(rejection reason) {
-  static const char* labels[] = {"validation",    "unauthorized",
-                                 "forbidden_origin", "over_capacity",
+  static const char* labels[] = {"validation",           "unauthorized",
+                                 "forbidden_origin",     "over_capacity",
                                  "too_many_connections", "timeout"};
   return labels[static_cast<std::size_t>(reason)];
 }
@@ -24,9 +24,8 @@ const char* to_label(drop_reason reason) {
 // never lower it.
 void stats::queue_bytes_seen(std::int64_t bytes) {
   auto seen = send_queue_bytes_max.load(std::memory_order_relaxed);
-  while (bytes > seen
-         && !send_queue_bytes_max.compare_exchange_weak(seen, bytes,
-                                                        std::memory_order_relaxed)) {
+  while (bytes > seen && !send_queue_bytes_max.compare_exchange_weak(
+                             seen, bytes, std::memory_order_relaxed)) {
   }
 }
 

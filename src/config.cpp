@@ -33,7 +33,8 @@ hubnode_config::hubnode_config() {
       "per user on this node (HTTP 429 above it)");
   add("server", opt.handshake_timeout, "handshake-timeout", "5s",
       "whole HTTP request + upgrade must arrive in this time");
-  add("server", opt.shutdown_timeout, "shutdown-timeout", "5s", "graceful shutdown bound");
+  add("server", opt.shutdown_timeout, "shutdown-timeout", "5s",
+      "graceful shutdown bound");
   add("server", opt.allowed_origins, "allowed-origins", "[]",
       "empty = any Origin; else exact matches, others get 403");
   add("server", opt.api_key, "api-key", "\"\"",
@@ -90,7 +91,7 @@ bool wants_help(int argc, char** argv) {
 
 bool valid_redis_url(const std::string& url) {
   static const std::regex full{
-    R"(redis://(:[^@/]*@)?([A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\]):[0-9]{1,5}(/[0-9]+)?)"};
+      R"(redis://(:[^@/]*@)?([A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\]):[0-9]{1,5}(/[0-9]+)?)"};
   return std::regex_match(url, full);
 }
 

@@ -49,8 +49,8 @@ std::string url_decode(std::string_view text) {
   for (std::size_t i = 0; i < text.size(); ++i) {
     if (text[i] == '+') {
       out += ' ';
-    } else if (text[i] == '%' && i + 2 < text.size() && hex_value(text[i + 1]) >= 0
-               && hex_value(text[i + 2]) >= 0) {
+    } else if (text[i] == '%' && i + 2 < text.size() && hex_value(text[i + 1]) >= 0 &&
+               hex_value(text[i + 2]) >= 0) {
       out += static_cast<char>(hex_value(text[i + 1]) * 16 + hex_value(text[i + 2]));
       i += 2;
     } else {
@@ -75,7 +75,8 @@ std::optional<std::string> query_param(std::string_view target, std::string_view
     auto pair = query.substr(0, amp);
     auto eq = pair.find('=');
     if (url_decode(pair.substr(0, eq)) == name)
-      return eq == std::string_view::npos ? std::string{} : url_decode(pair.substr(eq + 1));
+      return eq == std::string_view::npos ? std::string{}
+                                          : url_decode(pair.substr(eq + 1));
     query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
   }
   return std::nullopt;
@@ -134,24 +135,25 @@ void post_message(server_context& ctx, user_id to, const http_request& req,
   }
   stats::bump(ctx.st.messages_received);
   ask(
-    ctx.system, ctx.hub, actor_timeout,
-    [reply](const std::string& id, bool online) {
-      reply(json_response(http::status::accepted,
-                          json::object{{"id", id}, {"online", online}}));
-    },
-    [reply](const caf::error&) { reply(unavailable()); }, route_atom::value, to,
-    std::string{"server"}, json::serialize(object->at("data")));
+      ctx.system, ctx.hub, actor_timeout,
+      [reply](const std::string& id, bool online) {
+        reply(json_response(http::status::accepted,
+                            json::object{{"id", id}, {"online", online}}));
+      },
+      [reply](const caf::error&) { reply(unavailable()); }, route_atom::value, to,
+      std::string{"server"}, json::serialize(object->at("data")));
 }
 
 void get_presence(server_context& ctx, user_id user, responder reply) {
   ask(
-    ctx.system, ctx.presence, actor_timeout,
-    [reply, user](bool online, std::uint64_t connections) {
-      reply(json_response(http::status::ok, json::object{{"userId", std::to_string(user)},
+      ctx.system, ctx.presence, actor_timeout,
+      [reply, user](bool online, std::uint64_t connections) {
+        reply(
+            json_response(http::status::ok, json::object{{"userId", std::to_string(user)},
                                                          {"online", online},
                                                          {"connections", connections}}));
-    },
-    [reply](const caf::error&) { reply(unavailable()); }, count_atom::value, user);
+      },
+      [reply](const caf::error&) { reply(unavailable()); }, count_atom::value, user);
 }
 
 // /api/users/{id}/messages and /api/users/{id}/presence.
@@ -159,8 +161,8 @@ void handle_api(server_context& ctx, const http_request& req, std::string_view p
                 responder reply) {
   constexpr std::string_view prefix = "/api/users/";
   auto slash = path.find('/', prefix.size());
-  if (ctx.opt.api_key.empty() || path.substr(0, prefix.size()) != prefix
-      || slash == std::string_view::npos) {
+  if (ctx.opt.api_key.empty() || path.substr(0, prefix.size()) != prefix ||
+      slash == std::string_view::npos) {
     reply(not_found());
     return;
   }
@@ -205,8 +207,8 @@ void handle_http(server_context& ctx, const http_request& req, responder reply) 
   auto is_get = req.method() == http::verb::get;
   if (path.substr(0, 5) == "/api/") {
     handle_api(ctx, req, path, std::move(reply));
-  } else if (path != "/healthz" && path != "/readyz" && path != "/metrics"
-             && path != "/ws") {
+  } else if (path != "/healthz" && path != "/readyz" && path != "/metrics" &&
+             path != "/ws") {
     reply(not_found());
   } else if (!is_get) {
     reply(method_not_allowed());
@@ -238,8 +240,8 @@ std::variant<user_id, http_response> check_upgrade(server_context& ctx,
                                                    const http_request& req) {
   auto& origins = ctx.opt.allowed_origins;
   if (auto origin = req.find(http::field::origin);
-      origin != req.end() && !origins.empty()
-      && std::find(origins.begin(), origins.end(), origin->value()) == origins.end()) {
+      origin != req.end() && !origins.empty() &&
+      std::find(origins.begin(), origins.end(), origin->value()) == origins.end()) {
     return refuse(ctx, rejection::forbidden_origin, http::status::forbidden,
                   "forbidden_origin", "origin not allowed");
   }

@@ -22,8 +22,7 @@ constexpr std::uint32_t header_limit = 16 * 1024;
 } // namespace
 
 http_session::http_session(beast::tcp_stream&& stream, server_context& ctx)
-  : stream_(std::move(stream)), ctx_(ctx) {
-}
+    : stream_(std::move(stream)), ctx_(ctx) {}
 
 void http_session::run() {
   net::dispatch(stream_.get_executor(),
@@ -85,7 +84,7 @@ void http_session::upgrade(http_request req) {
     return send(std::move(*res));
   }
   std::make_shared<websocket_session>(std::move(stream_), ctx_)
-    ->run(std::move(req), std::get<user_id>(checked));
+      ->run(std::move(req), std::get<user_id>(checked));
 }
 
 void http_session::send(http_response res) {
@@ -94,11 +93,11 @@ void http_session::send(http_response res) {
   auto msg = std::make_shared<http_response>(std::move(res));
   auto close = msg->need_eof();
   stream_.expires_after(ctx_.opt.handshake_timeout);
-  http::async_write(stream_, *msg,
-                    [self = shared_from_this(), msg, close](beast::error_code ec,
-                                                            std::size_t bytes) {
-                      self->on_write(close, ec, bytes);
-                    });
+  http::async_write(
+      stream_, *msg,
+      [self = shared_from_this(), msg, close](beast::error_code ec, std::size_t bytes) {
+        self->on_write(close, ec, bytes);
+      });
 }
 
 void http_session::on_write(bool close, beast::error_code ec, std::size_t) {
@@ -111,7 +110,8 @@ void http_session::on_write(bool close, beast::error_code ec, std::size_t) {
 
 void http_session::fail(beast::error_code ec, const char* what) {
   if (ec != net::error::operation_aborted)
-    CAF_LOG_DEBUG("http session ended:" << CAF_ARG(what) << CAF_ARG2("error", ec.message()));
+    CAF_LOG_DEBUG("http session ended:" << CAF_ARG(what)
+                                        << CAF_ARG2("error", ec.message()));
   do_close();
 }
 

@@ -15,9 +15,8 @@ namespace net = boost::asio;
 using tcp = net::ip::tcp;
 
 listener::listener(net::io_context& ioc, server_context& ctx)
-  : ioc_(ioc), acceptor_(net::make_strand(ioc)), backoff_(acceptor_.get_executor()),
-    ctx_(ctx) {
-}
+    : ioc_(ioc), acceptor_(net::make_strand(ioc)), backoff_(acceptor_.get_executor()),
+      ctx_(ctx) {}
 
 std::string listener::open(const std::string& host, std::uint16_t port) {
   boost::system::error_code ec;
@@ -55,8 +54,9 @@ void listener::stop() {
 }
 
 void listener::do_accept() {
-  acceptor_.async_accept(net::make_strand(ioc_),
-                         beast::bind_front_handler(&listener::on_accept, shared_from_this()));
+  acceptor_.async_accept(
+      net::make_strand(ioc_),
+      beast::bind_front_handler(&listener::on_accept, shared_from_this()));
 }
 
 void listener::on_accept(boost::system::error_code ec, tcp::socket socket) {

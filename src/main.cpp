@@ -59,11 +59,11 @@ void shut_down(caf::actor_system& system, server_context& ctx, listener& lst,
   lst.stop();
   caf::scoped_actor self{system};
   self->request(ctx.hub, ctx.opt.shutdown_timeout, shutdown_atom::value)
-    .receive([](bool) {},
-             [](caf::error& err) {
-               CAF_LOG_WARNING("connections still open at shutdown timeout"
-                               << CAF_ARG(err));
-             });
+      .receive([](bool) {},
+               [](caf::error& err) {
+                 CAF_LOG_WARNING("connections still open at shutdown timeout"
+                                 << CAF_ARG(err));
+               });
   if (drained.wait_until(deadline) != std::future_status::ready)
     ioc.stop();
 }
@@ -74,21 +74,21 @@ int main(int argc, char** argv) {
   hubnode_config cfg;
   std::string reason;
   switch (load_config(cfg, argc, argv, reason)) {
-    case startup::help:
-      std::cout << cfg.help();
-      return 0;
-    case startup::bad_config:
-      std::cerr << "hubnode: " << reason << std::endl;
-      return 2;
-    case startup::run:
-      break;
+  case startup::help:
+    std::cout << cfg.help();
+    return 0;
+  case startup::bad_config:
+    std::cerr << "hubnode: " << reason << std::endl;
+    return 2;
+  case startup::run:
+    break;
   }
   caf::actor_system system{cfg};
   stats st;
   auto presence = spawn_presence(system, make_presence_settings(cfg.opt), st);
   auto hub = spawn_hub(system, make_hub_settings(cfg.opt), presence, st);
-  server_context ctx{system, hub, presence, st, cfg.opt,
-                     make_connection_settings(cfg.opt)};
+  server_context ctx{system, hub,     presence,
+                     st,     cfg.opt, make_connection_settings(cfg.opt)};
 
   net::io_context ioc{static_cast<int>(cfg.opt.io_threads)};
   auto lst = std::make_shared<listener>(ioc, ctx);

@@ -23,8 +23,12 @@ caf::timespan close_bound(const node_options& opt) {
   return std::min<caf::timespan>(std::chrono::seconds(1), opt.shutdown_timeout / 2);
 }
 
-// Read buffers grow to the largest message and are given back afterwards,
-// so an idle connection holds no large buffer.
+// Beast reserves its read size in the buffer before any byte arrives, so an
+// idle connection would hold 1.5 KiB for nothing. The first read of a message
+// asks for little (most frames fit), the rest of a longer message in big
+// steps; buffers that grew for a large message are given back afterwards.
+constexpr std::size_t first_read = 256;
+constexpr std::size_t next_read = 64 * 1024;
 constexpr std::size_t idle_buffer_limit = 4096;
 
 std::string remote_of(beast::tcp_stream& stream) {
@@ -36,8 +40,8 @@ std::string remote_of(beast::tcp_stream& stream) {
 }
 
 bool is_client_close(beast::error_code ec) {
-  return ec == websocket::error::closed || ec == net::error::eof
-         || ec == net::error::connection_reset || ec == net::error::broken_pipe;
+  return ec == websocket::error::closed || ec == net::error::eof ||
+         ec == net::error::connection_reset || ec == net::error::broken_pipe;
 }
 
 // Beast has already sent the close frame for these; the actor is told why.
@@ -54,20 +58,19 @@ std::uint16_t violation_code(beast::error_code ec) {
 } // namespace
 
 websocket_session::websocket_session(beast::tcp_stream&& stream, server_context& ctx)
-  : ws_(std::move(stream)), ctx_(ctx) {
-}
+    : ws_(std::move(stream)), ctx_(ctx) {}
 
 template <class F>
 void websocket_session::on_strand(F&& f) {
-  net::dispatch(ws_.get_executor(),
-                [self = shared_from_this(), f = std::forward<F>(f)]() mutable { f(*self); });
+  net::dispatch(ws_.get_executor(), [self = shared_from_this(),
+                                     f = std::forward<F>(f)]() mutable { f(*self); });
 }
 
 void websocket_session::run(http_request req, user_id user) {
   request_ = std::move(req);
-  actor_ = spawn_connection(ctx_.system, ctx_.connection, ctx_.hub, ctx_.presence, ctx_.st,
-                            shared_from_this(), user,
-                            remote_of(beast::get_lowest_layer(ws_)));
+  actor_ =
+      spawn_connection(ctx_.system, ctx_.connection, ctx_.hub, ctx_.presence, ctx_.st,
+                       shared_from_this(), user, remote_of(beast::get_lowest_layer(ws_)));
   // However the actor ends, its socket must not outlive it.
   actor_->attach_functor([weak = weak_from_this()](const caf::error&) {
     if (auto self = weak.lock())
@@ -92,8 +95,8 @@ void websocket_session::do_accept() {
     if (kind == websocket::frame_type::pong)
       caf::anon_send(actor_, activity_atom::value);
   });
-  ws_.async_accept(*request_,
-                   beast::bind_front_handler(&websocket_session::on_accept, shared_from_this()));
+  ws_.async_accept(*request_, beast::bind_front_handler(&websocket_session::on_accept,
+                                                        shared_from_this()));
 }
 
 void websocket_session::on_accept(beast::error_code ec) {
@@ -128,8 +131,9 @@ void websocket_session::do_reject(admission why) {
 }
 
 void websocket_session::do_read() {
-  ws_.async_read(buffer_,
-                 beast::bind_front_handler(&websocket_session::on_read, shared_from_this()));
+  ws_.async_read_some(
+      buffer_, buffer_.size() == 0 ? first_read : next_read,
+      beast::bind_front_handler(&websocket_session::on_read, shared_from_this()));
 }
 
 void websocket_session::on_read(beast::error_code ec, std::size_t) {
@@ -141,6 +145,8 @@ void websocket_session::on_read(beast::error_code ec, std::size_t) {
                      is_client_close(ec) ? close_reason::client : close_reason::error);
     return fail(ec);
   }
+  if (!ws_.is_message_done())
+    return do_read();
   if (ws_.got_text()) {
     auto text = beast::buffers_to_string(buffer_.data());
     caf::anon_send(actor_, frame_atom::value, protocol::parse_request(text));
@@ -166,9 +172,9 @@ void websocket_session::write(std::vector<payload> frames) {
 
 void websocket_session::do_write() {
   auto& frame = *writing_[write_index_];
-  ws_.async_write(net::buffer(frame.data(), frame.size()),
-                  beast::bind_front_handler(&websocket_session::on_write,
-                                            shared_from_this()));
+  ws_.async_write(
+      net::buffer(frame.data(), frame.size()),
+      beast::bind_front_handler(&websocket_session::on_write, shared_from_this()));
 }
 
 void websocket_session::on_write(beast::error_code ec, std::size_t) {
@@ -221,8 +227,9 @@ void websocket_session::do_close(std::uint16_t code) {
 }
 
 void websocket_session::start_close() {
-  ws_.async_close(websocket::close_reason{close_code_},
-                  beast::bind_front_handler(&websocket_session::on_close, shared_from_this()));
+  ws_.async_close(
+      websocket::close_reason{close_code_},
+      beast::bind_front_handler(&websocket_session::on_close, shared_from_this()));
 }
 
 void websocket_session::on_close(beast::error_code ec) {

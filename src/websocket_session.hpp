@@ -53,13 +53,15 @@ private:
   template <class F>
   void on_strand(F&& f);
 
-  websocket::stream<beast::tcp_stream> ws_;
+  // No permessage-deflate: its per-connection zlib state costs more memory
+  // than the small JSON frames here save.
+  websocket::stream<beast::tcp_stream, false> ws_;
   beast::flat_buffer buffer_;
   server_context& ctx_;
   connection_actor actor_;
-  std::optional<http_request> request_;          // until accepted or rejected
-  std::optional<http_response> rejection_;       // while it is being written
-  std::vector<payload> writing_;                 // the batch on the wire
+  std::optional<http_request> request_;    // until accepted or rejected
+  std::optional<http_response> rejection_; // while it is being written
+  std::vector<payload> writing_;           // the batch on the wire
   std::size_t write_index_ = 0;
   std::uint64_t write_bytes_ = 0;
   std::optional<boost::asio::steady_timer> close_deadline_; // only while closing

@@ -1,1 +1,359 @@
 #include "src/log.hpp"
+
+#include "actors/connection.hpp"
+#include "actors/hub.hpp"
+#include "actors/presence.hpp"
+#include "tests/unit/actor_fixture.hpp"
+
+using namespace hubnode;
+using namespace hubnode::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+using strings = std::vector<std::string>;
+using codes = std::vector<std::uint16_t>;
+
+std::uint64_t closed(const stats& st, close_reason why) {
+  return st.connections_closed[static_cast<int>(why)];
+}
+
+std::uint64_t closed_total(const stats& st) {
+  std::uint64_t total = 0;
+  for (auto& n : st.connections_closed)
+    total += n;
+  return total;
+}
+
+std::uint64_t dropped(const stats& st, drop_reason why) {
+  return st.messages_dropped[static_cast<int>(why)];
+}
+
+struct client {
+  std::shared_ptr<fake_transport> socket;
+  connection_actor conn;
+};
+
+struct connection_fixture : actor_fixture {
+  connection_settings cfg = make_settings();
+  hub_settings hub_cfg = make_hub_settings();
+  presence_actor presence = spawn_presence(sys, presence_settings{100ms}, st);
+  hub_actor hub = spawn_hub(sys, hub_cfg, presence, st);
+
+  static connection_settings make_settings() {
+    connection_settings result;
+    result.node_id = "n1";
+    result.idle_timeout = 60s;
+    result.send_queue_limit = 1000;
+    result.rate_limit = 2;
+    result.flood_close_after = 3s;
+    return result;
+  }
+
+  // Timers far away, so that only the tests about them see them fire.
+  static hub_settings make_hub_settings() {
+    hub_settings result;
+    result.node_id = "n1";
+    result.max_connections = 3;
+    result.ping_interval = 1000h;
+    result.sweep_interval = 1000h;
+    return result;
+  }
+
+  client connect(user_id user) {
+    auto socket = std::make_shared<fake_transport>();
+    auto conn =
+        spawn_connection(sys, cfg, hub, presence, st, socket, user, "192.0.2.1:1");
+    run();
+    return {socket, conn};
+  }
+
+  // Connected, upgraded, and its welcome written.
+  client open(user_id user) {
+    auto c = connect(user);
+    REQUIRE(c.socket->accepts == 1);
+    send(c.conn, upgraded_atom::value);
+    REQUIRE(c.socket->writes.size() == 1);
+    written(c);
+    return c;
+  }
+
+  void written(const client& c) {
+    c.socket->acknowledged = c.socket->writes.size();
+    send(c.conn, written_atom::value, c.socket->last_write_bytes());
+  }
+
+  void frame(const client& c, inbound in) {
+    send(c.conn, frame_atom::value, std::move(in));
+  }
+
+  // Every frame the client got, each write completed as soon as it was made.
+  strings drain(const client& c) {
+    while (c.socket->acknowledged < c.socket->writes.size())
+      written(c);
+    return types_of(c.socket->frames());
+  }
+
+  payload filler(std::size_t bytes) { return make_payload(std::string(bytes, ' ')); }
+};
+
+} // namespace
+
+TEST_CASE_FIXTURE(connection_fixture, "connection: admitted, upgraded, welcome first") {
+  auto c = connect(7);
+  CHECK(c.socket->accepts == 1);
+  CHECK(c.socket->writes.empty());
+  CHECK(st.connections_opened == 1);
+  send(c.conn, upgraded_atom::value);
+  REQUIRE(c.socket->writes.size() == 1);
+  REQUIRE(c.socket->writes[0].size() == 1);
+  auto welcome = parse(c.socket->writes[0][0]);
+  CHECK(welcome.at("type") == "welcome");
+  CHECK(welcome.at("userId") == "7");
+  CHECK(welcome.at("connectionId") == "n1-c1");
+  CHECK(welcome.at("node") == "n1");
+}
+
+TEST_CASE_FIXTURE(connection_fixture,
+                  "connection: a message routed before the upgrade follows the welcome") {
+  auto c = connect(7);
+  request<std::string, bool>(hub, route_atom::value, user_id{7}, std::string{"server"},
+                             std::string{"1"});
+  CHECK(c.socket->writes.empty());
+  send(c.conn, upgraded_atom::value);
+  CHECK(drain(c) == strings{"welcome", "message"});
+}
+
+TEST_CASE_FIXTURE(connection_fixture, "connection: rejected by the hub, never counted") {
+  open(1);
+  open(2);
+  open(3);
+  auto c = connect(4);
+  CHECK(c.socket->rejects == std::vector<admission>{admission::over_capacity});
+  CHECK(c.socket->accepts == 0);
+  CHECK(st.connections_opened == 3);
+  CHECK(st.connections_active == 3);
+  CHECK(closed_total(st) == 0);
+}
+
+TEST_CASE_FIXTURE(connection_fixture,
+                  "connection: the client closes during admission, counted once") {
+  auto socket = std::make_shared<fake_transport>();
+  auto conn = spawn_connection(sys, cfg, hub, presence, st, socket, 7, "192.0.2.1:1");
+  caf::anon_send(conn, closed_atom::value, close_reason::client);
+  run();
+  CHECK(st.connections_opened == 1);
+  CHECK(closed(st, close_reason::client) == 1);
+  CHECK(closed_total(st) == 1);
+  CHECK(st.connections_active == 0);
+}
+
+TEST_CASE_FIXTURE(connection_fixture,
+                  "connection: the client closes, the hub unregisters it") {
+  auto c = open(7);
+  send(c.conn, closed_atom::value, close_reason::client);
+  CHECK(c.socket->closes.empty());
+  CHECK(closed(st, close_reason::client) == 1);
+  CHECK(st.connections_active == 0);
+}
+
+TEST_CASE_FIXTURE(connection_fixture, "connection: send is routed and acknowledged") {
+  auto sender = open(7);
+  auto receiver = open(8);
+  frame(sender, send_request(8, R"({"hi":true})", "r1"));
+  CHECK(st.messages_received == 1);
+  REQUIRE(sender.socket->frames().size() == 2);
+  auto ack = parse(sender.socket->frames()[1]);
+  CHECK(ack.at("type") == "ack");
+  CHECK(ack.at("ref") == "r1");
+  CHECK(ack.at("online") == true);
+  REQUIRE(receiver.socket->frames().size() == 2);
+  auto message = parse(receiver.socket->frames()[1]);
+  CHECK(message.at("type") == "message");
+  CHECK(message.at("from") == "7");
+  CHECK(message.at("id") == ack.at("id"));
+  CHECK(message.at("data") == boost::json::parse(R"({"hi":true})"));
+}
+
+TEST_CASE_FIXTURE(connection_fixture,
+                  "connection: send to oneself reaches oneself, then the ack") {
+  auto c = open(7);
+  frame(c, send_request(7, "1"));
+  CHECK(drain(c) == strings{"welcome", "message", "ack"});
+}
+
+TEST_CASE_FIXTURE(connection_fixture,
+                  "connection: an invalid request is answered, the connection stays") {
+  auto c = open(7);
+  auto in = request_of(inbound::kind::invalid, "r2");
+  in.error_code = "unknown_type";
+  in.error_message = "unknown type";
+  frame(c, in);
+  REQUIRE(c.socket->frames().size() == 2);
+  auto error = parse(c.socket->frames()[1]);
+  CHECK(error.at("type") == "error");
+  CHECK(error.at("code") == "unknown_type");
+  CHECK(error.at("ref") == "r2");
+  CHECK(c.socket->closes.empty());
+}
+
+TEST_CASE_FIXTURE(connection_fixture, "connection: ping is answered with pong") {
+  auto c = open(7);
+  frame(c, request_of(inbound::kind::ping, "p"));
+  REQUIRE(c.socket->frames().size() == 2);
+  auto pong = parse(c.socket->frames()[1]);
+  CHECK(pong.at("type") == "pong");
+  CHECK(pong.at("ref") == "p");
+}
+
+TEST_CASE_FIXTURE(connection_fixture, "connection: presence query and watch") {
+  auto c = open(7);
+  open(8);
+  frame(c, ids_request(inbound::kind::presence, {8, 9}));
+  REQUIRE(c.socket->frames().size() == 2);
+  auto answer = parse(c.socket->frames()[1]);
+  CHECK(answer.at("type") == "presence");
+  CHECK(answer.at("users") == boost::json::parse(R"({"8":true,"9":false})"));
+  written(c);
+  frame(c, ids_request(inbound::kind::watch, {9}));
+  CHECK(c.socket->frames().size() == 2);
+  open(9);
+  REQUIRE(c.socket->frames().size() == 3);
+  auto changed = parse(c.socket->frames()[2]);
+  CHECK(changed.at("type") == "presence_changed");
+  CHECK(changed.at("userId") == "9");
+  CHECK(changed.at("online") == true);
+}
+
+TEST_CASE_FIXTURE(connection_fixture,
+                  "connection: one write in flight, the rest waits for written") {
+  auto c = open(7);
+  send(c.conn, deliver_atom::value, filler(10));
+  send(c.conn, deliver_atom::value, filler(20));
+  send(c.conn, deliver_atom::value, filler(30));
+  REQUIRE(c.socket->writes.size() == 2);
+  CHECK(c.socket->writes[1].size() == 1);
+  written(c);
+  REQUIRE(c.socket->writes.size() == 3);
+  CHECK(c.socket->writes[2].size() == 2);
+}
+
+TEST_CASE_FIXTURE(connection_fixture,
+                  "connection: a consumer that keeps up is never slow") {
+  auto c = open(7);
+  for (int i = 0; i < 10; ++i) {
+    send(c.conn, deliver_atom::value, filler(400));
+    written(c);
+  }
+  CHECK(c.socket->closes.empty());
+  CHECK(c.socket->writes.size() == 11);
+  CHECK(st.send_queue_bytes_max == 400);
+}
+
+TEST_CASE_FIXTURE(connection_fixture, "connection: a slow consumer is closed 1008 once") {
+  auto c = open(7);
+  send(c.conn, deliver_atom::value, filler(400)); // in flight, never written
+  send(c.conn, deliver_atom::value, filler(400));
+  CHECK(c.socket->closes.empty());
+  // Both in one batch: the close ends the actor before it sees the second.
+  caf::anon_send(c.conn, deliver_atom::value, filler(400));
+  caf::anon_send(c.conn, closed_atom::value, close_reason::client);
+  run();
+  CHECK(c.socket->closes == codes{close_code::policy});
+  CHECK(dropped(st, drop_reason::slow_consumer) == 1);
+  CHECK(closed(st, close_reason::slow_consumer) == 1);
+  CHECK(closed_total(st) == 1);
+  CHECK(st.send_queue_bytes_max == 1200);
+  CHECK(st.connections_active == 0);
+}
+
+TEST_CASE_FIXTURE(connection_fixture,
+                  "connection: rate_limited, then closed 1008 when the flood goes on") {
+  auto c = open(7);
+  for (int i = 0; i < 4; ++i) // the burst: twice the rate
+    frame(c, request_of(inbound::kind::ping));
+  frame(c, request_of(inbound::kind::ping, "over"));
+  auto frames = drain(c);
+  CHECK(frames == strings{"welcome", "pong", "pong", "pong", "pong", "error"});
+  auto error = parse(c.socket->frames().back());
+  CHECK(error.at("code") == "rate_limited");
+  CHECK(error.at("ref") == "over");
+  CHECK(dropped(st, drop_reason::rate_limited) == 1);
+  // Twice the rate: every other frame gets through, the flood goes on.
+  for (int i = 0; i < 11; ++i) {
+    advance(250ms);
+    frame(c, request_of(inbound::kind::ping));
+  }
+  CHECK(c.socket->closes.empty());
+  drain(c);
+  advance(250ms); // 3 s after the first rate_limited answer
+  frame(c, request_of(inbound::kind::ping));
+  CHECK(c.socket->closes.empty());
+  frame(c, request_of(inbound::kind::ping));
+  CHECK(c.socket->closes == codes{close_code::policy});
+  CHECK(closed(st, close_reason::policy) == 1);
+  CHECK(st.messages_received == 18);
+}
+
+TEST_CASE_FIXTURE(connection_fixture, "connection: a flood that stopped is forgiven") {
+  auto c = open(7);
+  for (int i = 0; i < 5; ++i)
+    frame(c, request_of(inbound::kind::ping));
+  advance(2s); // quiet, the bucket is full again
+  for (int i = 0; i < 5; ++i)
+    frame(c, request_of(inbound::kind::ping));
+  advance(1500ms); // 3.5 s after the first flood, 1.5 s into the second
+  for (int i = 0; i < 4; ++i)
+    frame(c, request_of(inbound::kind::ping));
+  CHECK(dropped(st, drop_reason::rate_limited) == 3);
+  CHECK(c.socket->closes.empty());
+}
+
+TEST_CASE_FIXTURE(connection_fixture,
+                  "connection: a protocol violation closes with its code") {
+  auto c = open(7);
+  send(c.conn, violation_atom::value, close_code::too_big);
+  CHECK(c.socket->closes == codes{close_code::too_big});
+  CHECK(closed(st, close_reason::policy) == 1);
+  CHECK(st.connections_active == 0);
+}
+
+TEST_CASE_FIXTURE(connection_fixture, "connection: the hub's ping reaches the socket") {
+  auto c = open(7);
+  send(c.conn, ping_atom::value);
+  CHECK(c.socket->pings == 1);
+}
+
+TEST_CASE_FIXTURE(connection_fixture, "connection: sweep closes only stale connections") {
+  auto idle = open(7);
+  auto active = open(8);
+  auto talking = open(9);
+  advance(40s);
+  send(active.conn, activity_atom::value); // a pong
+  frame(talking, request_of(inbound::kind::ping));
+  advance(20s);
+  send(hub, sweep_atom::value); // idle for exactly the timeout: not yet stale
+  CHECK(idle.socket->closes.empty());
+  advance(1s);
+  send(hub, sweep_atom::value);
+  CHECK(idle.socket->closes == codes{close_code::going_away});
+  CHECK(active.socket->closes.empty());
+  CHECK(talking.socket->closes.empty());
+  CHECK(st.stale_closed == 1);
+  CHECK(closed(st, close_reason::stale) == 1);
+  CHECK(st.connections_active == 2);
+}
+
+TEST_CASE_FIXTURE(connection_fixture,
+                  "connection: shutdown closes every connection with 1001") {
+  auto a = open(7);
+  auto b = open(8);
+  auto done = request<bool>(hub, shutdown_atom::value);
+  CHECK(a.socket->closes == codes{close_code::going_away});
+  CHECK(b.socket->closes == codes{close_code::going_away});
+  CHECK(closed(st, close_reason::shutdown) == 2);
+  CHECK(closed_total(st) == 2);
+  CHECK(st.connections_active == 0);
+  REQUIRE(done->has_value());
+  CHECK(std::get<0>(**done));
+}

@@ -1,1 +1,160 @@
 #include "src/log.hpp"
+
+#include "actors/presence.hpp"
+#include "tests/unit/actor_fixture.hpp"
+
+using namespace hubnode;
+using namespace hubnode::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+using change = std::pair<user_id, bool>;
+using changes = std::vector<change>;
+
+struct presence_fixture : actor_fixture {
+  presence_settings cfg{100ms};
+  presence_actor presence = spawn_presence(sys, cfg, st);
+  std::shared_ptr<probe_log> watcher_log = std::make_shared<probe_log>();
+  connection_actor watcher = spawn_probe(watcher_log);
+
+  bool online(user_id user) {
+    auto reply = request<bool>(presence, online_atom::value, user);
+    REQUIRE(reply->has_value());
+    return std::get<0>(**reply);
+  }
+
+  std::tuple<bool, std::uint64_t> count(user_id user) {
+    auto reply = request<bool, std::uint64_t>(presence, count_atom::value, user);
+    REQUIRE(reply->has_value());
+    return **reply;
+  }
+
+  void connected(user_id user) { send(presence, connected_atom::value, user); }
+  void disconnected(user_id user) { send(presence, disconn_atom::value, user); }
+  void watch(user_list users) { send(presence, watch_atom::value, watcher, users); }
+};
+
+} // namespace
+
+TEST_CASE_FIXTURE(presence_fixture,
+                  "presence: first connection is one online transition") {
+  watch({7});
+  connected(7);
+  connected(7);
+  CHECK(online(7));
+  CHECK(count(7) == std::tuple<bool, std::uint64_t>{true, 2});
+  CHECK(st.presence_online == 1);
+  CHECK(watcher_log->changes == changes{{7, true}});
+}
+
+TEST_CASE_FIXTURE(presence_fixture,
+                  "presence: offline exactly once after the grace period") {
+  watch({7});
+  connected(7);
+  disconnected(7);
+  advance(99ms);
+  CHECK(online(7));
+  CHECK(count(7) == std::tuple<bool, std::uint64_t>{true, 0});
+  CHECK(st.presence_offline == 0);
+  advance(1ms);
+  CHECK_FALSE(online(7));
+  CHECK(count(7) == std::tuple<bool, std::uint64_t>{false, 0});
+  advance(1s);
+  CHECK(st.presence_offline == 1);
+  CHECK(watcher_log->changes == changes{{7, true}, {7, false}});
+}
+
+TEST_CASE_FIXTURE(presence_fixture,
+                  "presence: only the last connection starts the grace") {
+  connected(7);
+  connected(7);
+  disconnected(7);
+  advance(1s);
+  CHECK(online(7));
+  CHECK(count(7) == std::tuple<bool, std::uint64_t>{true, 1});
+  CHECK(st.presence_offline == 0);
+}
+
+TEST_CASE_FIXTURE(presence_fixture,
+                  "presence: reconnect within the grace period is no transition") {
+  watch({7});
+  connected(7);
+  disconnected(7);
+  advance(50ms);
+  connected(7);
+  advance(1s);
+  CHECK(online(7));
+  CHECK(st.reconnects == 1);
+  CHECK(st.presence_online == 1);
+  CHECK(st.presence_offline == 0);
+  CHECK(watcher_log->changes == changes{{7, true}});
+}
+
+TEST_CASE_FIXTURE(presence_fixture, "presence: a stale grace timer is ignored") {
+  connected(7);
+  disconnected(7); // timer for t = 100ms
+  advance(50ms);
+  connected(7);
+  advance(25ms);
+  disconnected(7); // timer for t = 175ms; the first is now stale
+  advance(50ms);   // t = 125ms: the first timer has fired
+  CHECK(online(7));
+  CHECK(st.presence_offline == 0);
+  send(presence, grace_atom::value, user_id{7}, std::uint64_t{0});
+  CHECK(online(7));
+  advance(50ms); // t = 175ms
+  CHECK_FALSE(online(7));
+  CHECK(st.presence_offline == 1);
+}
+
+TEST_CASE_FIXTURE(presence_fixture,
+                  "presence: a user back after going offline is a new transition") {
+  watch({7});
+  connected(7);
+  disconnected(7);
+  advance(100ms);
+  connected(7);
+  CHECK(st.reconnects == 0);
+  CHECK(watcher_log->changes == changes{{7, true}, {7, false}, {7, true}});
+}
+
+TEST_CASE_FIXTURE(presence_fixture,
+                  "presence: query answers the online subset in order") {
+  connected(3);
+  connected(1);
+  auto reply = request<user_list>(presence, query_atom::value, user_list{1, 2, 3});
+  REQUIRE(reply->has_value());
+  CHECK(std::get<0>(**reply) == user_list{1, 3});
+}
+
+TEST_CASE_FIXTURE(presence_fixture, "presence: watchers see only the users they watch") {
+  watch({7, 8});
+  send(presence, unwatch_atom::value, watcher, user_list{8});
+  connected(7);
+  connected(8);
+  connected(9);
+  CHECK(watcher_log->changes == changes{{7, true}});
+}
+
+TEST_CASE_FIXTURE(presence_fixture, "presence: every watcher is told") {
+  auto other_log = std::make_shared<probe_log>();
+  auto other = spawn_probe(other_log);
+  watch({7});
+  send(presence, watch_atom::value, other, user_list{7});
+  connected(7);
+  CHECK(watcher_log->changes == changes{{7, true}});
+  CHECK(other_log->changes == changes{{7, true}});
+}
+
+// Presence keeps a handle of each watcher; once the watcher is DOWN nothing may
+// hold it any more, or every connection that ever watched would leak.
+TEST_CASE_FIXTURE(presence_fixture, "presence: a watcher that is gone is forgotten") {
+  auto other = spawn_probe(std::make_shared<probe_log>());
+  auto weak = caf::actor_cast<caf::weak_actor_ptr>(other);
+  send(presence, watch_atom::value, other, user_list{7, 8});
+  kill(other);
+  other = nullptr;
+  run();
+  CHECK(weak.lock() == nullptr);
+}
