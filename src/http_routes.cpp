@@ -234,6 +234,24 @@ http_response refuse(server_context& ctx, rejection why, http::status status,
   return error_response(status, code, message, field);
 }
 
+// Beast would refuse these in its accept with a plain-text body; checked
+// here so that every error the node sends is JSON.
+std::optional<http_response> check_handshake(server_context& ctx,
+                                             const http_request& req) {
+  constexpr std::size_t key_length = 24; // base64 of the 16-byte nonce
+  auto key = req[http::field::sec_websocket_key];
+  if (req.find(http::field::host) == req.end() || key.empty() || key.size() > key_length)
+    return refuse(ctx, rejection::validation, http::status::bad_request, "bad_request",
+                  "malformed WebSocket handshake (Host or Sec-WebSocket-Key)");
+  if (req[http::field::sec_websocket_version] != "13") {
+    auto res = refuse(ctx, rejection::validation, http::status::upgrade_required,
+                      "upgrade_required", "Sec-WebSocket-Version must be 13");
+    res.set(http::field::sec_websocket_version, "13");
+    return res;
+  }
+  return std::nullopt;
+}
+
 } // namespace
 
 std::variant<user_id, http_response> check_upgrade(server_context& ctx,
@@ -245,6 +263,8 @@ std::variant<user_id, http_response> check_upgrade(server_context& ctx,
     return refuse(ctx, rejection::forbidden_origin, http::status::forbidden,
                   "forbidden_origin", "origin not allowed");
   }
+  if (auto bad = check_handshake(ctx, req))
+    return std::move(*bad);
   auto text = query_param(req.target(), "userId");
   if (!text || text->empty()) {
     return refuse(ctx, rejection::validation, http::status::bad_request, "validation",

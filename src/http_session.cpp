@@ -44,7 +44,9 @@ void http_session::on_read(beast::error_code ec, std::size_t) {
   if (ec == http::error::end_of_stream)
     return do_close();
   if (ec == beast::error::timeout) {
-    if (parser_->got_some() || buffer_.size() > 0) {
+    // A keep-alive connection idling after a served request is not a failed
+    // handshake; a first request that never completes is.
+    if (!served_ || parser_->got_some() || buffer_.size() > 0) {
       ctx_.st.rejected(rejection::timeout);
       CAF_LOG_INFO("rejected handshake: request not complete within handshake-timeout");
     }
@@ -66,6 +68,7 @@ void http_session::on_read(beast::error_code ec, std::size_t) {
 }
 
 void http_session::handle(http_request req) {
+  served_ = true;
   keep_alive_ = req.keep_alive();
   auto target = req.target();
   if (beast::websocket::is_upgrade(req) && target.substr(0, target.find('?')) == "/ws")

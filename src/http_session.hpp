@@ -35,6 +35,7 @@ private:
   server_context& ctx_;
   std::optional<http::request_parser<http::string_body>> parser_;
   bool keep_alive_ = false;
+  bool served_ = false;
 };
 
 } // namespace hubnode

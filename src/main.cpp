@@ -68,6 +68,13 @@ void shut_down(caf::actor_system& system, server_context& ctx, listener& lst,
     ioc.stop();
 }
 
+// The actor system's destructor waits for every actor, so the long-lived
+// ones are told to stop on every way out of main.
+void stop_actors(const hub_actor& hub, const presence_actor& presence) {
+  caf::anon_send_exit(hub, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(presence, caf::exit_reason::user_shutdown);
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -94,6 +101,7 @@ int main(int argc, char** argv) {
   auto lst = std::make_shared<listener>(ioc, ctx);
   if (reason = lst->open(cfg.opt.host, cfg.opt.port); !reason.empty()) {
     std::cerr << "hubnode: " << reason << std::endl;
+    stop_actors(hub, presence);
     return 2;
   }
   CAF_LOG_WARNING("auth.mode = userid trusts the client's userId parameter; "
@@ -114,8 +122,7 @@ int main(int argc, char** argv) {
   shut_down(system, ctx, *lst, ioc, drained.get_future());
   for (auto& thread : threads)
     thread.join();
-  caf::anon_send_exit(hub, caf::exit_reason::user_shutdown);
-  caf::anon_send_exit(presence, caf::exit_reason::user_shutdown);
+  stop_actors(hub, presence);
   CAF_LOG_INFO("stopped");
   return 0;
 }
