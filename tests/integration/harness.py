@@ -1,0 +1,900 @@
+"""Black-box harness for hubnode integration tests.
+
+Drives the real binary over real loopback sockets. Standard library plus
+python3-websockets (Debian's, so run these files with /usr/bin/python3).
+
+Pieces:
+  Node            start/stop one hubnode process (context manager)
+  run_once        run the binary to completion (bad configuration, --help)
+  http            one HTTP/1.1 request over a raw socket, parsed response
+  RawWS           a hand-rolled WebSocket client over a raw socket
+  Client          a websockets client that reads the welcome first
+  case / main     a tiny test runner: "ok NAME" / "FAIL NAME: reason"
+"""
+
+import asyncio
+import base64
+import inspect
+import json
+import os
+import re
+import select
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+import traceback
+import urllib.parse
+from pathlib import Path
+
+try:
+    import websockets
+    import websockets.exceptions
+except ImportError:  # pragma: no cover - reported by main()
+    websockets = None
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = os.environ.get("HUBNODE_BIN") or str(REPO / "build" / "hubnode")
+HOST = "127.0.0.1"
+LINE_RE = re.compile(
+    r"^hubnode listening on (?P<host>\S+):(?P<port>\d+) node=(?P<node>\S+) "
+    r"presence=memory$")
+START_TIMEOUT = 10.0
+STOP_TIMEOUT = 10.0
+
+
+class Skip(Exception):
+    pass
+
+
+def fail(msg):
+    raise AssertionError(msg)
+
+
+def check(cond, msg):
+    if not cond:
+        raise AssertionError(msg)
+
+
+def eq(actual, expected, what=""):
+    if actual != expected:
+        raise AssertionError(f"{what}: expected {expected!r}, got {actual!r}"
+                             if what else
+                             f"expected {expected!r}, got {actual!r}")
+
+
+# --------------------------------------------------------------------------
+# process
+
+
+class _Drain(threading.Thread):
+    """Reads one pipe to EOF into a buffer (so the node never blocks on it)."""
+
+    def __init__(self, pipe, limit=4 << 20):
+        super().__init__(daemon=True)
+        self.pipe = pipe
+        self.limit = limit
+        self.buf = bytearray()
+        self.cond = threading.Condition()
+        self.eof = False
+
+    def run(self):
+        fd = self.pipe.fileno()
+        while True:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:
+                chunk = b""
+            with self.cond:
+                if not chunk:
+                    self.eof = True
+                    self.cond.notify_all()
+                    return
+                self.buf += chunk
+                if len(self.buf) > self.limit:  # keep the tail
+                    del self.buf[: len(self.buf) - self.limit]
+                self.cond.notify_all()
+
+    def wait_for(self, pred, timeout):
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while not pred(bytes(self.buf)) and not self.eof:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self.cond.wait(left)
+            return pred(bytes(self.buf))
+
+    def text(self):
+        with self.cond:
+            return bytes(self.buf).decode("utf-8", "replace")
+
+    def join_eof(self, timeout):
+        self.join(timeout)
+
+
+def tail(text, n=15):
+    lines = text.rstrip("\n").splitlines()
+    return "\n".join(lines[-n:])
+
+
+class Node:
+    """One hubnode process listening on a kernel-chosen loopback port.
+
+    with Node("--hub.ping-interval=200ms") as n:
+        n.host, n.port, n.node, n.proc
+    On exit: SIGTERM, bounded wait (SIGKILL after STOP_TIMEOUT), then checks
+    that the node did not die on its own and wrote only its one line to
+    stdout.
+    """
+
+    def __init__(self, *opts, port0=True, args=None, start_timeout=START_TIMEOUT):
+        if args is None:
+            args = (["--server.port=0"] if port0 else []) + list(opts)
+        self.args = [BIN] + list(args)
+        self.start_timeout = start_timeout
+        self.proc = None
+        self.line = None
+        self.host = self.port = self.node = None
+        self.stop_rc = None
+        self.signalled = False
+
+    # --- lifecycle
+    def start(self):
+        if not os.path.exists(BIN):
+            fail(f"node binary {BIN} does not exist")
+        self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE)
+        self.out = _Drain(self.proc.stdout)
+        self.err = _Drain(self.proc.stderr)
+        self.out.start()
+        self.err.start()
+        got = self.out.wait_for(lambda b: b"\n" in b, self.start_timeout)
+        if not got:
+            rc = self.proc.poll()
+            self._kill()
+            fail((f"node exited with status {rc} before printing its listening line"
+                  if rc is not None else
+                  f"node did not print its listening line within {self.start_timeout}s")
+                 + f" (args={self.args[1:]}); "
+                 f"stdout={self.out.text()!r}; stderr tail:\n"
+                 f"{tail(self.err.text())}")
+        first = self.out.text().split("\n", 1)[0]
+        m = LINE_RE.match(first)
+        if not m:
+            self._kill()
+            fail(f"first stdout line is not the listening line: {first!r}; "
+                 f"stderr tail:\n{tail(self.err.text())}")
+        self.line = first
+        self.host = m.group("host")
+        self.port = int(m.group("port"))
+        self.node = m.group("node")
+        return self
+
+    def _kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def signal(self, sig):
+        self.signalled = True
+        self.proc.send_signal(sig)
+
+    def wait_exit(self, timeout):
+        """Exit status, or None if still running after timeout."""
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stdout_text(self):
+        return self.out.text()
+
+    def stderr_text(self):
+        return self.err.text()
+
+    def stop(self):
+        """SIGTERM + bounded wait; returns a list of problems."""
+        problems = []
+        if self.proc is None:
+            return problems
+        if self.proc.poll() is not None and not self.signalled:
+            problems.append(f"node exited on its own with status "
+                            f"{self.proc.returncode} during the test; stderr tail:\n"
+                            f"{tail(self.err.text())}")
+        if self.proc.poll() is None:
+            self.signalled = True
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                problems.append(f"node did not exit {STOP_TIMEOUT}s after "
+                                "SIGTERM; killed")
+                self._kill()
+        self.stop_rc = self.proc.returncode
+        self.out.join_eof(5)
+        self.err.join_eof(5)
+        out = self.out.text()
+        if self.line is not None and out != self.line + "\n":
+            problems.append(f"stdout holds more than the listening line: {out!r}")
+        return problems
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, et, ev, tb):
+        problems = self.stop()
+        if et is None and problems:
+            fail("; ".join(problems))
+        return False
+
+    async def __aenter__(self):
+        return await in_thread(self.start)
+
+    async def __aexit__(self, et, ev, tb):
+        # stop from a worker thread so that this loop's clients keep running
+        # (they answer the node's close frames during its shutdown)
+        problems = await in_thread(self.stop)
+        if et is None and problems:
+            fail("; ".join(problems))
+        return False
+
+    # --- conveniences
+    @property
+    def ws_base(self):
+        return f"ws://{self.host}:{self.port}"
+
+    def rss_kb(self):
+        with open(f"/proc/{self.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
+
+def run_once(args, timeout=10.0):
+    """Run the binary with exactly these args to completion.
+
+    Returns (rc, stdout, stderr); rc None means it was still running after
+    timeout (then it is killed)."""
+    proc = subprocess.Popen([BIN] + list(args), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+        rc = proc.returncode
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate(timeout=5)
+        rc = None
+    return rc, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+
+
+def last_line(text):
+    lines = [l for l in text.splitlines() if l.strip()]
+    return lines[-1] if lines else ""
+
+
+def free_port():
+    s = socket.socket()
+    s.bind((HOST, 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def port_free(port, host=HOST):
+    s = socket.socket()
+    try:
+        s.bind((host, port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+# --------------------------------------------------------------------------
+# HTTP over a raw socket
+
+
+class Resp:
+    def __init__(self, status, reason, headers, body, raw_headers=b""):
+        self.status = status
+        self.reason = reason
+        self.headers = headers  # lower-case name -> value (last wins)
+        self.body = body
+        self.raw_headers = raw_headers
+
+    def json(self):
+        try:
+            return json.loads(self.body.decode("utf-8"))
+        except Exception as e:
+            fail(f"HTTP {self.status} body is not JSON ({e}): {self.body[:300]!r}")
+
+    def __repr__(self):
+        return f"<HTTP {self.status} {self.headers.get('content-type')} {self.body[:200]!r}>"
+
+
+def _recv_until(sock, buf, marker, deadline):
+    while marker not in buf:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"timed out waiting for {marker!r}; have {bytes(buf[:300])!r}")
+        sock.settimeout(left)
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise EOFError(f"connection closed; have {bytes(buf[:300])!r}")
+        buf += chunk
+    return buf
+
+
+def _recv_n(sock, buf, n, deadline):
+    while len(buf) < n:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"timed out reading body ({len(buf)}/{n})")
+        sock.settimeout(left)
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise EOFError(f"connection closed reading body ({len(buf)}/{n})")
+        buf += chunk
+    return buf
+
+
+def read_response(sock, timeout=5.0, body_expected=True):
+    """Parse one HTTP/1.1 response from sock. Returns (Resp, leftover bytes)."""
+    deadline = time.monotonic() + timeout
+    buf = bytearray()
+    _recv_until(sock, buf, b"\r\n\r\n", deadline)
+    head, _, rest = bytes(buf).partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    m = re.match(r"HTTP/1\.[01] (\d{3}) ?(.*)", lines[0])
+    if not m:
+        fail(f"not an HTTP status line: {lines[0]!r}")
+    status = int(m.group(1))
+    headers = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(":")
+        headers[k.strip().lower()] = v.strip()
+    body = bytearray(rest)
+    if status == 101 or status == 204 or status == 304 or not body_expected:
+        return Resp(status, m.group(2), headers, b"", head), bytes(body)
+    if "content-length" in headers:
+        n = int(headers["content-length"])
+        _recv_n(sock, body, n, deadline)
+        return Resp(status, m.group(2), headers, bytes(body[:n]), head), bytes(body[n:])
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        out = bytearray()
+        while True:
+            _recv_until(sock, body, b"\r\n", deadline)
+            size_line, _, remainder = bytes(body).partition(b"\r\n")
+            size = int(size_line.split(b";")[0].strip(), 16)
+            body = bytearray(remainder)
+            if size == 0:
+                _recv_until(sock, body, b"\r\n", deadline)
+                break
+            _recv_n(sock, body, size + 2, deadline)
+            out += body[:size]
+            body = body[size + 2:]
+        return Resp(status, m.group(2), headers, bytes(out), head), b""
+    # until EOF
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("timed out reading body until EOF")
+        sock.settimeout(left)
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        body += chunk
+    return Resp(status, m.group(2), headers, bytes(body), head), b""
+
+
+def http(node, method, path, headers=None, body=None, timeout=5.0):
+    """One HTTP request with Connection: close. body: bytes, str or JSON-able."""
+    if body is not None and not isinstance(body, (bytes, str)):
+        body = json.dumps(body)
+    if isinstance(body, str):
+        body = body.encode()
+    hdrs = {"Host": f"{node.host}:{node.port}", "Connection": "close"}
+    if body is not None:
+        hdrs["Content-Type"] = "application/json"
+        hdrs["Content-Length"] = str(len(body))
+    hdrs.update(headers or {})
+    req = f"{method} {path} HTTP/1.1\r\n" + "".join(
+        f"{k}: {v}\r\n" for k, v in hdrs.items() if v is not None) + "\r\n"
+    with socket.create_connection((node.host, node.port), timeout=timeout) as s:
+        s.sendall(req.encode("latin-1") + (body or b""))
+        resp, _ = read_response(s, timeout, body_expected=(method != "HEAD"))
+        return resp
+
+
+def assert_error(resp, status, code, what=""):
+    """SPEC 2: every error body is {"error":CODE,"message":TEXT}, JSON typed."""
+    p = f"{what}: " if what else ""
+    check(resp.status == status,
+          f"{p}expected HTTP {status} {code}, got {resp.status} body={resp.body[:300]!r}")
+    ct = resp.headers.get("content-type", "")
+    check(ct.split(";")[0].strip().lower() == "application/json",
+          f"{p}error Content-Type is {ct!r}, expected application/json")
+    j = resp.json()
+    check(isinstance(j, dict), f"{p}error body is not an object: {j!r}")
+    eq(j.get("error"), code, f"{p}error code")
+    check(isinstance(j.get("message"), str) and j["message"],
+          f"{p}error body lacks a non-empty message string: {j!r}")
+    return j
+
+
+def get_json(node, path, status=200, headers=None):
+    r = http(node, "GET", path, headers=headers)
+    check(r.status == status, f"GET {path}: expected {status}, got {r.status} {r.body[:300]!r}")
+    ct = r.headers.get("content-type", "")
+    check(ct.split(";")[0].strip().lower() == "application/json",
+          f"GET {path}: Content-Type {ct!r}, expected application/json")
+    return r.json()
+
+
+# --------------------------------------------------------------------------
+# metrics
+
+
+_SAMPLE_RE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)")
+_LABEL_RE = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def series_key(name, labels):
+    if not labels:
+        return name
+    return name + "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
+
+
+def parse_metrics(text):
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = _SAMPLE_RE.match(line)
+        if not m:
+            continue
+        labels = dict(_LABEL_RE.findall(m.group(2) or ""))
+        try:
+            value = float(m.group(3))
+        except ValueError:
+            continue
+        out[series_key(m.group(1), labels)] = value
+    return out
+
+
+def metrics(node):
+    r = http(node, "GET", "/metrics")
+    check(r.status == 200, f"/metrics answered {r.status}")
+    return parse_metrics(r.body.decode("utf-8", "replace"))
+
+
+def metric(node, name, **labels):
+    """Value of one series; None when absent."""
+    return metrics(node).get(series_key(name, labels))
+
+
+async def poll_metric(node, pred, name, timeout=3.0, **labels):
+    """Poll /metrics until pred(value) holds. Returns the last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = await asyncio.get_running_loop().run_in_executor(
+            None, lambda: metric(node, name, **labels))
+        if v is not None and pred(v):
+            return v
+        if time.monotonic() > deadline:
+            fail(f"metric {series_key(name, labels)} = {v!r} did not satisfy the "
+                 f"condition within {timeout}s")
+        await asyncio.sleep(0.05)
+
+
+# --------------------------------------------------------------------------
+# raw WebSocket client
+
+
+OP_CONT, OP_TEXT, OP_BIN, OP_CLOSE, OP_PING, OP_PONG = 0, 1, 2, 8, 9, 10
+
+
+def ws_key():
+    return base64.b64encode(os.urandom(16)).decode()
+
+
+def upgrade_request(path, host, headers=None, key=None):
+    hdrs = {
+        "Host": host,
+        "Upgrade": "websocket",
+        "Connection": "Upgrade",
+        "Sec-WebSocket-Key": key or ws_key(),
+        "Sec-WebSocket-Version": "13",
+    }
+    hdrs.update(headers or {})
+    return (f"GET {path} HTTP/1.1\r\n" + "".join(
+        f"{k}: {v}\r\n" for k, v in hdrs.items() if v is not None) + "\r\n").encode()
+
+
+def ws_path(user=None, extra=""):
+    if user is None:
+        return "/ws" + (("?" + extra) if extra else "")
+    q = "userId=" + urllib.parse.quote(str(user), safe="")
+    return f"/ws?{q}" + (("&" + extra) if extra else "")
+
+
+def upgrade(node, user=None, headers=None, path=None, timeout=5.0, rcvbuf=None):
+    """Send a WebSocket upgrade over a raw socket.
+
+    Returns (Resp, sock, leftover). The socket is closed unless status is 101."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if rcvbuf:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    s.settimeout(timeout)
+    s.connect((node.host, node.port))
+    s.sendall(upgrade_request(path or ws_path(user), f"{node.host}:{node.port}", headers))
+    try:
+        resp, left = read_response(s, timeout)
+    except Exception:
+        s.close()
+        raise
+    if resp.status != 101:
+        s.close()
+        return resp, None, b""
+    return resp, s, left
+
+
+class RawWS:
+    """Minimal RFC 6455 client on a raw socket: it does only what it is told
+    (does not answer pings, does not read unless asked)."""
+
+    def __init__(self, sock, leftover=b""):
+        self.sock = sock
+        self.buf = bytearray(leftover)
+        self.closed_by_peer = False
+
+    @classmethod
+    def connect(cls, node, user, headers=None, rcvbuf=None, timeout=5.0):
+        resp, s, left = upgrade(node, user, headers=headers, rcvbuf=rcvbuf,
+                                timeout=timeout)
+        check(resp.status == 101, f"upgrade for user {user} answered {resp.status} "
+              f"{resp.body[:200]!r}")
+        return cls(s, left)
+
+    def send_frame(self, opcode, payload=b"", fin=True, mask=True):
+        if isinstance(payload, str):
+            payload = payload.encode()
+        b0 = (0x80 if fin else 0) | opcode
+        n = len(payload)
+        mbit = 0x80 if mask else 0
+        if n < 126:
+            hdr = struct.pack("!BB", b0, mbit | n)
+        elif n < 65536:
+            hdr = struct.pack("!BBH", b0, mbit | 126, n)
+        else:
+            hdr = struct.pack("!BBQ", b0, mbit | 127, n)
+        if mask:
+            key = os.urandom(4)
+            payload = _mask_fast(payload, key)
+            hdr += key
+        self.sock.sendall(hdr + payload)
+
+    def send_text(self, text):
+        self.send_frame(OP_TEXT, text)
+
+    def send_json(self, obj):
+        self.send_text(json.dumps(obj))
+
+    def _fill(self, n, deadline):
+        while len(self.buf) < n:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("raw ws read timed out")
+            self.sock.settimeout(left)
+            try:
+                chunk = self.sock.recv(65536)
+            except (ConnectionResetError, BrokenPipeError):
+                chunk = b""
+            if not chunk:
+                self.closed_by_peer = True
+                raise EOFError("peer closed the TCP connection")
+            self.buf += chunk
+
+    def recv_frame(self, timeout=5.0):
+        """(fin, opcode, payload bytes). Raises EOFError at EOF/reset,
+        TimeoutError on timeout."""
+        deadline = time.monotonic() + timeout
+        self._fill(2, deadline)
+        b0, b1 = self.buf[0], self.buf[1]
+        n = b1 & 0x7F
+        off = 2
+        if n == 126:
+            self._fill(4, deadline)
+            n = struct.unpack("!H", self.buf[2:4])[0]
+            off = 4
+        elif n == 127:
+            self._fill(10, deadline)
+            n = struct.unpack("!Q", self.buf[2:10])[0]
+            off = 10
+        masked = bool(b1 & 0x80)
+        if masked:
+            off += 4
+        self._fill(off + n, deadline)
+        payload = bytes(self.buf[off:off + n])
+        if masked:
+            payload = _mask_fast(payload, bytes(self.buf[off - 4:off]))
+        del self.buf[:off + n]
+        return bool(b0 & 0x80), b0 & 0x0F, payload
+
+    def recv_json(self, timeout=5.0, answer_pings=False):
+        """Next text message as JSON (skips pings/pongs; answers pings when
+        asked). Returns ('close', code) for a close frame."""
+        deadline = time.monotonic() + timeout
+        while True:
+            fin, op, payload = self.recv_frame(max(0.0, deadline - time.monotonic()))
+            if op == OP_PING:
+                if answer_pings:
+                    self.send_frame(OP_PONG, payload)
+                continue
+            if op == OP_PONG:
+                continue
+            if op == OP_CLOSE:
+                return ("close", close_code(payload))
+            if op == OP_TEXT:
+                check(fin, "server sent a fragmented text message (unexpected here)")
+                return json.loads(payload.decode("utf-8"))
+            fail(f"unexpected opcode {op} from server")
+
+    def wait_end(self, timeout, answer_pings=False):
+        """Read until close frame or EOF. Returns ('close', code) or ('eof', None).
+        Raises TimeoutError if neither happens in time."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("connection still open")
+            try:
+                fin, op, payload = self.recv_frame(left)
+            except EOFError:
+                return ("eof", None)
+            except ConnectionResetError:
+                return ("eof", None)
+            if op == OP_CLOSE:
+                return ("close", close_code(payload))
+            if op == OP_PING and answer_pings:
+                try:
+                    self.send_frame(OP_PONG, payload)
+                except OSError:
+                    pass
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def _mask_fast(payload, key):
+    n = len(payload)
+    k = (key * (n // 4 + 1))[:n]
+    return (int.from_bytes(payload, "big") ^ int.from_bytes(k, "big")).to_bytes(n, "big") \
+        if n else b""
+
+
+def close_code(payload):
+    if len(payload) >= 2:
+        return struct.unpack("!H", payload[:2])[0]
+    return 1005
+
+
+# --------------------------------------------------------------------------
+# websockets clients (asyncio)
+
+
+class Client:
+    """A well-behaved client: websockets' library (answers server pings).
+
+    c = await Client.connect(node, 42) -> c.welcome is the first frame."""
+
+    def __init__(self, ws, welcome):
+        self.ws = ws
+        self.welcome = welcome
+        self._ref = 0
+
+    @classmethod
+    async def connect(cls, node, user, headers=None, path=None, max_size=1 << 24,
+                      timeout=5.0, origin=None):
+        uri = node.ws_base + (path or ws_path(user))
+        ws = await websockets.connect(uri, max_size=max_size, ping_interval=None,
+                                      open_timeout=timeout, close_timeout=2,
+                                      extra_headers=headers, origin=origin,
+                                      max_queue=None)
+        first = await recv_json(ws, timeout)
+        check(first.get("type") == "welcome", f"first frame is not a welcome: {first!r}")
+        return cls(ws, first)
+
+    @property
+    def user(self):
+        return self.welcome.get("userId")
+
+    async def send(self, obj):
+        await self.ws.send(obj if isinstance(obj, str) else json.dumps(obj))
+
+    async def recv(self, timeout=3.0):
+        return await recv_json(self.ws, timeout)
+
+    async def expect(self, typ, timeout=3.0):
+        m = await self.recv(timeout)
+        check(m.get("type") == typ, f"expected a {typ!r} frame, got {m!r}")
+        return m
+
+    def next_ref(self, prefix="r"):
+        self._ref += 1
+        return f"{prefix}{self._ref}"
+
+    async def barrier(self, timeout=3.0):
+        """ping/pong round trip; returns every frame received before the pong."""
+        ref = self.next_ref("barrier-")
+        await self.send({"type": "ping", "ref": ref})
+        seen = []
+        deadline = time.monotonic() + timeout
+        while True:
+            m = await self.recv(max(0.01, deadline - time.monotonic()))
+            if m.get("type") == "pong" and m.get("ref") == ref:
+                return seen
+            seen.append(m)
+
+    async def quiet(self, timeout=3.0, what=""):
+        """Assert nothing but the pong arrives."""
+        seen = await self.barrier(timeout)
+        check(not seen, f"{what + ': ' if what else ''}unexpected frames {seen!r}")
+
+    async def send_msg(self, to, data, ref=None):
+        obj = {"type": "send", "to": to, "data": data}
+        if ref is not None:
+            obj["ref"] = ref
+        await self.send(obj)
+
+    async def close(self, code=1000):
+        try:
+            await asyncio.wait_for(self.ws.close(code), 5)
+        except Exception:
+            pass
+
+    async def wait_closed(self, timeout):
+        """Wait until the server closes; returns the close code received
+        (None = TCP ended without a close frame)."""
+        try:
+            await asyncio.wait_for(self.ws.wait_closed(), timeout)
+        except asyncio.TimeoutError:
+            fail(f"connection still open after {timeout}s")
+        rcvd = getattr(self.ws, "close_rcvd", None)
+        return rcvd.code if rcvd is not None else None
+
+
+async def recv_json(ws, timeout=3.0):
+    try:
+        raw = await asyncio.wait_for(ws.recv(), timeout)
+    except asyncio.TimeoutError:
+        fail(f"no frame within {timeout}s")
+    except websockets.exceptions.ConnectionClosed as e:
+        fail(f"connection closed while waiting for a frame: code={_cc_code(e)}")
+    check(isinstance(raw, str), f"server sent a binary frame: {raw[:100]!r}")
+    try:
+        m = json.loads(raw)
+    except ValueError:
+        fail(f"server frame is not JSON: {raw[:200]!r}")
+    check(isinstance(m, dict), f"server frame is not a JSON object: {raw[:200]!r}")
+    return m
+
+
+def _cc_code(e):
+    rcvd = getattr(e, "rcvd", None)
+    return rcvd.code if rcvd is not None else None
+
+
+async def recv_until(client, pred, timeout=3.0, what="frame"):
+    """Read frames until pred(m); returns (m, skipped list)."""
+    deadline = time.monotonic() + timeout
+    skipped = []
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            fail(f"no {what} within {timeout}s; got {skipped[:5]!r}")
+        m = await client.recv(left)
+        if pred(m):
+            return m, skipped
+        skipped.append(m)
+
+
+async def in_thread(fn, *a, **kw):
+    """Run a blocking call off the event loop (so clients keep answering pings)."""
+    return await asyncio.get_running_loop().run_in_executor(
+        None, lambda: fn(*a, **kw))
+
+
+def now_ms():
+    return int(time.time() * 1000)
+
+
+# --------------------------------------------------------------------------
+# runner
+
+
+CASES = []
+
+
+def case(fn=None, *, timeout=60):
+    def reg(f):
+        CASES.append((f.__name__, f, timeout))
+        return f
+    return reg(fn) if fn is not None else reg
+
+
+class _CaseTimeout(Exception):
+    pass
+
+
+def _alarm(signum, frame):
+    raise _CaseTimeout()
+
+
+def main():
+    if websockets is None:
+        print("FAIL import: python websockets module missing (run with /usr/bin/python3, "
+              "Debian package python3-websockets)")
+        sys.exit(1)
+    wanted = sys.argv[1:]
+    passed = failed = skipped = 0
+    failures = []
+    signal.signal(signal.SIGALRM, _alarm)
+    for name, fn, timeout in CASES:
+        if wanted and not any(w in name for w in wanted):
+            continue
+        t0 = time.monotonic()
+        try:
+            if inspect.iscoroutinefunction(fn):
+                async def runner():
+                    try:
+                        await asyncio.wait_for(fn(), timeout)
+                    except asyncio.TimeoutError:
+                        raise _CaseTimeout()
+                signal.alarm(int(timeout) + 15)  # backstop
+                asyncio.run(runner())
+            else:
+                signal.alarm(int(timeout))
+                fn()
+            signal.alarm(0)
+            passed += 1
+            print(f"ok {name} ({time.monotonic() - t0:.1f}s)", flush=True)
+        except Skip as e:
+            signal.alarm(0)
+            skipped += 1
+            print(f"skip {name}: {e}", flush=True)
+        except _CaseTimeout:
+            signal.alarm(0)
+            failed += 1
+            failures.append(name)
+            print(f"FAIL {name}: case timed out after {timeout}s", flush=True)
+        except Exception as e:  # noqa: BLE001
+            signal.alarm(0)
+            failed += 1
+            failures.append(name)
+            msg = str(e) or type(e).__name__
+            if not isinstance(e, AssertionError):
+                msg = f"{type(e).__name__}: {msg}\n" + "".join(
+                    traceback.format_exception(type(e), e, e.__traceback__)[-4:])
+            print(f"FAIL {name}: {msg}", flush=True)
+    print(f"{passed} passed, {failed} failed" + (f", {skipped} skipped" if skipped else ""))
+    if failures:
+        print("failed: " + " ".join(failures))
+    sys.exit(1 if failed else 0)
