@@ -27,7 +27,7 @@ caf::timespan close_bound(const node_options& opt) {
 // idle connection would hold 1.5 KiB for nothing. The first read of a message
 // asks for little (most frames fit), the rest of a longer message in big
 // steps; buffers that grew for a large message are given back afterwards.
-constexpr std::size_t first_read = 256;
+constexpr std::size_t first_read = 128;
 constexpr std::size_t next_read = 64 * 1024;
 constexpr std::size_t idle_buffer_limit = 4096;
 
@@ -67,7 +67,7 @@ void websocket_session::on_strand(F&& f) {
 }
 
 void websocket_session::run(http_request req, user_id user) {
-  request_ = std::move(req);
+  request_ = std::make_unique<http_request>(std::move(req));
   actor_ =
       spawn_connection(ctx_.system, ctx_.connection, ctx_.hub, ctx_.presence, ctx_.st,
                        shared_from_this(), user, remote_of(beast::get_lowest_layer(ws_)));
@@ -118,7 +118,7 @@ void websocket_session::reject(admission why) {
 
 void websocket_session::do_reject(admission why) {
   request_.reset();
-  rejection_ = admission_response(why);
+  rejection_ = std::make_unique<http_response>(admission_response(why));
   rejection_->keep_alive(false);
   rejection_->prepare_payload();
   auto& stream = beast::get_lowest_layer(ws_);
@@ -213,7 +213,7 @@ void websocket_session::do_close(std::uint16_t code) {
     return;
   closing_ = true;
   close_code_ = code;
-  close_deadline_.emplace(ws_.get_executor());
+  close_deadline_ = std::make_unique<boost::asio::steady_timer>(ws_.get_executor());
   close_deadline_->expires_after(close_bound(ctx_.opt));
   close_deadline_->async_wait([self = shared_from_this()](beast::error_code ec) {
     if (!ec)

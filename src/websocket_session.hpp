@@ -13,7 +13,6 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/websocket.hpp>
 #include <memory>
-#include <optional>
 
 namespace hubnode {
 
@@ -59,12 +58,14 @@ private:
   beast::flat_buffer buffer_;
   server_context& ctx_;
   connection_actor actor_;
-  std::optional<http_request> request_;    // until accepted or rejected
-  std::optional<http_response> rejection_; // while it is being written
-  std::vector<payload> writing_;           // the batch on the wire
+  // Held only for a moment, so kept out of line: an idle connection should
+  // not carry an empty request and response.
+  std::unique_ptr<http_request> request_;    // until accepted or rejected
+  std::unique_ptr<http_response> rejection_; // while it is being written
+  std::vector<payload> writing_;             // the batch on the wire
   std::size_t write_index_ = 0;
   std::uint64_t write_bytes_ = 0;
-  std::optional<boost::asio::steady_timer> close_deadline_; // only while closing
+  std::unique_ptr<boost::asio::steady_timer> close_deadline_; // only while closing
   std::uint16_t close_code_ = 0;
   bool open_ = false;
   bool ping_pending_ = false;
