@@ -2,6 +2,7 @@
 // at start so that actors never read global config.
 #pragma once
 
+#include "actors/redis_types.hpp"
 #include "actors/types.hpp"
 
 #include "caf/timestamp.hpp"
@@ -26,6 +27,21 @@ struct connection_settings {
 
 struct presence_settings {
   caf::timespan grace_period = std::chrono::milliseconds(100);
+  // cluster mode only
+  std::string node_id = "node";
+  std::string key_prefix = "hubnode:";
+  caf::timespan heartbeat_interval = std::chrono::seconds(2);
+  caf::timespan node_ttl = std::chrono::seconds(10);
+};
+
+struct redis_settings {
+  redis_endpoint endpoint;
+  std::string key_prefix = "hubnode:";
+  std::string node_id = "node";
+  caf::timespan connect_timeout = std::chrono::seconds(1);
+  caf::timespan command_timeout = std::chrono::seconds(1);
+  caf::timespan backoff_min = std::chrono::milliseconds(100);
+  caf::timespan backoff_max = std::chrono::seconds(2);
 };
 
 } // namespace hubnode
