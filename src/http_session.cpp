@@ -86,7 +86,7 @@ void http_session::upgrade(http_request req) {
     keep_alive_ = false;
     return send(std::move(*res));
   }
-  std::make_shared<websocket_session>(std::move(stream_), ctx_)
+  std::make_shared<websocket_session>(stream_.release_socket(), ctx_)
       ->run(std::move(req), std::get<user_id>(checked));
 }
 

@@ -14,6 +14,7 @@
 namespace hubnode {
 
 namespace net = boost::asio;
+using tcp = net::ip::tcp;
 
 namespace {
 
@@ -31,9 +32,9 @@ constexpr std::size_t first_read = 128;
 constexpr std::size_t next_read = 64 * 1024;
 constexpr std::size_t idle_buffer_limit = 4096;
 
-std::string remote_of(beast::tcp_stream& stream) {
+std::string remote_of(const tcp::socket& socket) {
   beast::error_code ec;
-  auto endpoint = stream.socket().remote_endpoint(ec);
+  auto endpoint = socket.remote_endpoint(ec);
   if (ec)
     return "unknown";
   return endpoint.address().to_string() + ":" + std::to_string(endpoint.port());
@@ -57,8 +58,8 @@ std::uint16_t violation_code(beast::error_code ec) {
 
 } // namespace
 
-websocket_session::websocket_session(beast::tcp_stream&& stream, server_context& ctx)
-    : ws_(std::move(stream)), ctx_(ctx) {}
+websocket_session::websocket_session(tcp::socket&& socket, server_context& ctx)
+    : ws_(std::move(socket)), ctx_(ctx) {}
 
 template <class F>
 void websocket_session::on_strand(F&& f) {
@@ -70,7 +71,7 @@ void websocket_session::run(http_request req, user_id user) {
   request_ = std::make_unique<http_request>(std::move(req));
   actor_ =
       spawn_connection(ctx_.system, ctx_.connection, ctx_.hub, ctx_.presence, ctx_.st,
-                       shared_from_this(), user, remote_of(beast::get_lowest_layer(ws_)));
+                       shared_from_this(), user, remote_of(ws_.next_layer()));
   // However the actor ends, its socket must not outlive it.
   actor_->attach_functor([weak = weak_from_this()](const caf::error&) {
     if (auto self = weak.lock())
@@ -85,7 +86,6 @@ void websocket_session::accept() {
 void websocket_session::do_accept() {
   if (!request_ || gone_)
     return;
-  beast::get_lowest_layer(ws_).expires_never();
   ws_.set_option(websocket::stream_base::timeout{ctx_.opt.handshake_timeout,
                                                  websocket::stream_base::none(), false});
   ws_.read_message_max(ctx_.opt.max_message_size);
@@ -121,9 +121,9 @@ void websocket_session::do_reject(admission why) {
   rejection_ = std::make_unique<http_response>(admission_response(why));
   rejection_->keep_alive(false);
   rejection_->prepare_payload();
-  auto& stream = beast::get_lowest_layer(ws_);
-  stream.expires_after(ctx_.opt.handshake_timeout);
-  http::async_write(stream, *rejection_,
+  // A few hundred bytes: the socket buffer takes them even from a client
+  // that does not read, so this write needs no deadline of its own.
+  http::async_write(ws_.next_layer(), *rejection_,
                     [self = shared_from_this()](beast::error_code, std::size_t) {
                       self->rejection_.reset();
                       self->drop();
@@ -250,8 +250,8 @@ void websocket_session::drop() {
   if (close_deadline_)
     close_deadline_->cancel();
   beast::error_code ec;
-  beast::get_lowest_layer(ws_).socket().shutdown(net::ip::tcp::socket::shutdown_both, ec);
-  beast::get_lowest_layer(ws_).close();
+  ws_.next_layer().shutdown(tcp::socket::shutdown_both, ec);
+  ws_.next_layer().close(ec);
 }
 
 } // namespace hubnode

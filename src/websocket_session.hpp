@@ -22,7 +22,7 @@ namespace websocket = beast::websocket;
 class websocket_session : public transport,
                           public std::enable_shared_from_this<websocket_session> {
 public:
-  websocket_session(beast::tcp_stream&& stream, server_context& ctx);
+  websocket_session(boost::asio::ip::tcp::socket&& socket, server_context& ctx);
 
   // Spawns the connection actor, which asks the hub to admit `user` and then
   // calls accept() or reject().
@@ -52,9 +52,11 @@ private:
   template <class F>
   void on_strand(F&& f);
 
-  // No permessage-deflate: its per-connection zlib state costs more memory
-  // than the small JSON frames here save.
-  websocket::stream<beast::tcp_stream, false> ws_;
+  // A plain socket, not a tcp_stream: after the upgrade its two timers
+  // would sit unused for the connection's whole life; the WebSocket
+  // stream's own timeout bounds the handshake. No permessage-deflate: its
+  // zlib state costs more memory than the small JSON frames here save.
+  websocket::stream<boost::asio::ip::tcp::socket, false> ws_;
   beast::flat_buffer buffer_;
   server_context& ctx_;
   connection_actor actor_;
