@@ -1,1 +1,227 @@
 #include "src/log.hpp"
+#define CAF_LOG_COMPONENT "redis"
+
+#include "actors/cluster.hpp"
+
+#include "actors/redis.hpp"
+#include "src/user_id.hpp"
+
+#include <boost/json.hpp>
+#include <unordered_set>
+
+#include "caf/send.hpp"
+#include "caf/stateful_actor.hpp"
+#include "caf/typed_event_based_actor.hpp"
+
+namespace hubnode {
+
+namespace cluster_wire {
+
+std::string encode(std::string_view node_id, std::string_view frame) {
+  std::string result;
+  result.reserve(node_id.size() + 1 + frame.size());
+  result.append(node_id).append(1, '\n').append(frame);
+  return result;
+}
+
+bool decode(std::string_view message, std::string_view& origin, std::string_view& frame) {
+  auto newline = message.find('\n');
+  if (newline == 0 || newline == std::string_view::npos || newline + 1 == message.size())
+    return false;
+  origin = message.substr(0, newline);
+  frame = message.substr(newline + 1);
+  return true;
+}
+
+} // namespace cluster_wire
+
+namespace {
+
+struct cluster_state {
+  redis_settings cfg;
+  hub_actor hub;
+  presence_actor presence;
+  redis_actor redis;
+  subscriber_actor subscriber;
+  stats* st = nullptr;
+  std::string presence_channel; // P`presence`
+  std::string user_prefix;      // P`user:`
+  std::string online_key;       // P`online`
+  // Users whose channel this node is subscribed to: those with a local
+  // connection. The hub says when; this set only keeps it idempotent.
+  std::unordered_set<user_id> subscribed;
+
+  static const char* name;
+};
+
+const char* cluster_state::name = "cluster";
+
+using cluster_ptr = cluster_actor::stateful_pointer<cluster_state>;
+
+// A publish waits at most for a connect and a command of the redis actor (it
+// answers with an error itself when Redis is down or slow); this is only the
+// bound for a redis actor that does not answer at all.
+caf::timespan publish_timeout(const redis_settings& cfg) {
+  return cfg.connect_timeout + 2 * cfg.command_timeout;
+}
+
+std::string user_channel(cluster_ptr self, user_id user) {
+  return self->state.user_prefix + std::to_string(user);
+}
+
+void subscribe(cluster_ptr self, user_id user) {
+  if (!self->state.subscribed.insert(user).second)
+    return;
+  CAF_LOG_DEBUG("subscribe" << CAF_ARG(user));
+  self->send(self->state.subscriber, subscribe_atom::value,
+             std::vector<std::string>{user_channel(self, user)});
+}
+
+void unsubscribe(cluster_ptr self, user_id user) {
+  if (self->state.subscribed.erase(user) == 0)
+    return;
+  CAF_LOG_DEBUG("unsubscribe" << CAF_ARG(user));
+  self->send(self->state.subscriber, unsub_atom::value,
+             std::vector<std::string>{user_channel(self, user)});
+}
+
+bool is_integer(const redis_reply& reply) {
+  return reply.type == redis_reply::kind::integer;
+}
+
+// One round trip: the message to the user's channel, and whether the user is
+// in P`online`. Online elsewhere = another node's subscriber got it (this
+// node is one of the receivers only while it has a local connection of the
+// user, and then the hub knows the answer already) or presence has the user.
+caf::result<bool> publish(cluster_ptr self, user_id user, const payload& frame) {
+  auto& st = self->state;
+  redis_pipeline pipeline{
+      {"PUBLISH", user_channel(self, user), cluster_wire::encode(st.cfg.node_id, *frame)},
+      {"SISMEMBER", st.online_key, std::to_string(user)}};
+  auto self_receiver = st.subscribed.count(user) > 0 ? 1 : 0;
+  auto rp = self->make_response_promise<bool>();
+  auto dropped = [self, rp, user](const std::string& why) mutable {
+    // Debug only: an outage fails every publish, and the redis actor logs
+    // the outage itself; hubnode_messages_dropped_total counts these.
+    CAF_LOG_DEBUG("publish failed, remote recipients lose this message"
+                  << CAF_ARG(user) << CAF_ARG2("reason", why));
+    self->state.st->dropped(drop_reason::redis_down);
+    rp.deliver(false);
+  };
+  self->request(st.redis, publish_timeout(st.cfg), redis_atom::value, std::move(pipeline))
+      .then(
+          [self, rp, dropped, self_receiver](const redis_replies& replies) mutable {
+            if (replies.size() != 2 || !is_integer(replies[0])) {
+              dropped(replies.empty() ? "no reply" : replies[0].str);
+              return;
+            }
+            stats::bump(self->state.st->messages_remote);
+            auto receivers = replies[0].integer - self_receiver;
+            auto member = is_integer(replies[1]) && replies[1].integer == 1;
+            rp.deliver(receivers > 0 || member);
+          },
+          [dropped](caf::error& err) mutable { dropped(to_string(err)); });
+  return rp;
+}
+
+// {"userId":"ID","online":BOOL,"node":"NODEID","ts":MS} on P`presence`.
+void on_presence_event(cluster_ptr self, const std::string& message) {
+  namespace json = boost::json;
+  json::error_code ec;
+  auto value = json::parse(message, ec);
+  auto object = ec ? nullptr : value.if_object();
+  auto user_text = object ? object->if_contains("userId") : nullptr;
+  auto online = object ? object->if_contains("online") : nullptr;
+  auto user = user_text && user_text->is_string()
+                  ? parse_user_id(std::string_view{user_text->get_string()})
+                  : std::nullopt;
+  if (!user || !online || !online->is_bool()) {
+    CAF_LOG_WARNING("malformed presence event dropped" << CAF_ARG(message));
+    return;
+  }
+  self->send(self->state.presence, event_atom::value, *user, online->get_bool());
+}
+
+void on_user_message(cluster_ptr self, std::string_view user_text,
+                     const std::string& message) {
+  auto user = parse_user_id(user_text);
+  std::string_view origin;
+  std::string_view frame;
+  if (!user || !cluster_wire::decode(message, origin, frame)) {
+    CAF_LOG_WARNING("malformed user message dropped" << CAF_ARG2("user", user_text));
+    return;
+  }
+  // The origin delivered to its own connections when it routed the message.
+  if (origin == self->state.cfg.node_id)
+    return;
+  self->send(self->state.hub, remote_atom::value, *user,
+             make_payload(std::string{frame}));
+}
+
+void on_remote(cluster_ptr self, const std::string& channel, const std::string& message) {
+  auto& st = self->state;
+  std::string_view name = channel;
+  if (channel == st.presence_channel)
+    on_presence_event(self, message);
+  else if (name.substr(0, st.user_prefix.size()) == st.user_prefix)
+    on_user_message(self, name.substr(st.user_prefix.size()), message);
+  else
+    CAF_LOG_WARNING("message on an unknown channel dropped" << CAF_ARG(channel));
+}
+
+cluster_actor::behavior_type cluster(cluster_ptr self, redis_settings cfg, hub_actor hub,
+                                     presence_actor presence, redis_actor redis,
+                                     stats* st, subscriber_factory make_subscriber) {
+  auto& s = self->state;
+  s.presence_channel = cfg.key_prefix + "presence";
+  s.user_prefix = cfg.key_prefix + "user:";
+  s.online_key = cfg.key_prefix + "online";
+  s.cfg = std::move(cfg);
+  s.hub = std::move(hub);
+  s.presence = std::move(presence);
+  s.redis = std::move(redis);
+  s.st = st;
+  s.subscriber = make_subscriber(caf::actor_cast<caf::actor>(self));
+  // The subscriber lives as long as its sink.
+  self->attach_functor([sub = s.subscriber] {
+    caf::anon_send_exit(sub, caf::exit_reason::user_shutdown);
+  });
+  self->send(s.subscriber, subscribe_atom::value,
+             std::vector<std::string>{s.presence_channel});
+  CAF_LOG_INFO("cluster mode" << CAF_ARG2("node", s.cfg.node_id)
+                              << CAF_ARG2("prefix", s.cfg.key_prefix));
+  return {
+      [self](subscribe_atom, user_id user) { subscribe(self, user); },
+      [self](unsub_atom, user_id user) { unsubscribe(self, user); },
+      [self](publish_atom, user_id user, const payload& frame) {
+        return publish(self, user, frame);
+      },
+      [self](remote_atom, const std::string& channel, const std::string& message) {
+        on_remote(self, channel, message);
+      },
+      // The subscriber subscribes again by itself once Redis is back.
+      [](redis_state_atom, bool up) {
+        CAF_LOG_INFO("pub/sub connection" << CAF_ARG2("redis", up ? "up" : "down"));
+      },
+  };
+}
+
+} // namespace
+
+cluster_actor spawn_cluster(caf::actor_system& sys, redis_settings cfg, hub_actor hub,
+                            presence_actor presence, redis_actor redis, stats& st,
+                            subscriber_factory make_subscriber) {
+  return sys.spawn(cluster, std::move(cfg), std::move(hub), std::move(presence),
+                   std::move(redis), &st, std::move(make_subscriber));
+}
+
+cluster_actor spawn_cluster(caf::actor_system& sys, redis_settings cfg, hub_actor hub,
+                            presence_actor presence, redis_actor redis, stats& st) {
+  auto make_subscriber = [&sys, cfg, &st](caf::actor sink) {
+    return spawn_subscriber(sys, cfg, st, std::move(sink));
+  };
+  return spawn_cluster(sys, std::move(cfg), std::move(hub), std::move(presence),
+                       std::move(redis), st, std::move(make_subscriber));
+}
+
+} // namespace hubnode

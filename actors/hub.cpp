@@ -25,6 +25,8 @@ struct registration {
 struct hub_state {
   hub_settings cfg;
   presence_actor presence;
+  // Cluster mode only: subscriptions and publishing for other nodes.
+  cluster_actor cluster;
   stats* st = nullptr;
   std::unordered_map<user_id, std::vector<connection_actor>> by_user;
   // Keyed by address because that is all a DOWN message carries.
@@ -72,8 +74,13 @@ admission_result admit(hub_ptr self, user_id user, const connection_actor& conn)
                   rejection::too_many_connections);
   auto id = fmt::format("{}-c{}", st.cfg.node_id, ++st.last_connection);
   auto& conns = st.by_user[user];
-  if (conns.empty())
+  if (conns.empty()) {
     stats::add(st.st->users_online_local, 1);
+    // Before the answer, so that the subscription is on its way when the
+    // connection sends its welcome.
+    if (st.cluster)
+      self->send(st.cluster, subscribe_atom::value, user);
+  }
   conns.push_back(conn);
   st.by_actor.emplace(conn.address(), registration{user, id});
   self->monitor(conn);
@@ -94,6 +101,8 @@ void forget_connection(hub_ptr self, user_id user, const caf::actor_addr& conn) 
     return;
   by_user.erase(i);
   stats::add(self->state.st->users_online_local, -1);
+  if (self->state.cluster)
+    self->send(self->state.cluster, unsub_atom::value, user);
 }
 
 void answer_drained(hub_ptr self) {
@@ -120,29 +129,83 @@ void unregister(hub_ptr self, const caf::actor_addr& conn) {
     answer_drained(self);
 }
 
-// Delivery never waits for presence, and the hub is one actor, so the
-// deliveries to each recipient keep the order in which routes arrived.
-caf::result<std::string, bool> route(hub_ptr self, user_id to, const std::string& from,
-                                     const std::string& data) {
-  auto& st = self->state;
-  auto id = fmt::format("{}-m{}", st.cfg.node_id, ++st.last_message);
-  auto i = st.by_user.find(to);
-  if (i != st.by_user.end()) {
-    auto frame = make_payload(protocol::message(id, from, data, protocol::now_ms()));
-    for (auto& conn : i->second)
-      self->send(conn, deliver_atom::value, frame);
-    stats::bump(st.st->messages_delivered, i->second.size());
-    return {std::move(id), true};
-  }
-  // Presence also counts the grace period, which this hub no longer sees.
+// Local connections get the frame directly, never through Redis. Delivery
+// never waits for presence or Redis, and the hub is one actor, so the
+// deliveries to each recipient keep the order in which routes arrived; in
+// cluster mode the publishes leave in that order too, and the one redis
+// actor runs them in order.
+std::size_t deliver_locally(hub_ptr self, user_id to, const payload& frame) {
+  auto i = self->state.by_user.find(to);
+  if (i == self->state.by_user.end())
+    return 0;
+  for (auto& conn : i->second)
+    self->send(conn, deliver_atom::value, frame);
+  stats::bump(self->state.st->messages_delivered, i->second.size());
+  return i->second.size();
+}
+
+// Presence also counts the grace period, which this hub no longer sees.
+caf::result<std::string, bool> ask_presence(hub_ptr self, std::string id, user_id to) {
   auto rp = self->make_response_promise<std::string, bool>();
-  self->request(st.presence, caf::infinite, online_atom::value, to)
+  self->request(self->state.presence, caf::infinite, online_atom::value, to)
       .then([rp, id](bool online) mutable { rp.deliver(id, online); },
             [rp, id](caf::error& err) mutable {
               CAF_LOG_WARNING("presence did not answer" << CAF_ARG(err));
               rp.deliver(id, false);
             });
   return rp;
+}
+
+// The cluster answers whether the user is online on another node (or in
+// P`online`, which has the grace period); false when Redis is down.
+caf::result<std::string, bool> publish(hub_ptr self, std::string id, user_id to,
+                                       payload frame, bool online_here) {
+  auto pending = self->request(self->state.cluster, caf::infinite, publish_atom::value,
+                               to, std::move(frame));
+  if (online_here) {
+    pending.then([](bool) {},
+                 [](caf::error& err) {
+                   CAF_LOG_WARNING("cluster did not answer" << CAF_ARG(err));
+                 });
+    return {std::move(id), true};
+  }
+  auto rp = self->make_response_promise<std::string, bool>();
+  pending.then([rp, id](bool online) mutable { rp.deliver(id, online); },
+               [rp, id](caf::error& err) mutable {
+                 CAF_LOG_WARNING("cluster did not answer" << CAF_ARG(err));
+                 rp.deliver(id, false);
+               });
+  return rp;
+}
+
+caf::result<std::string, bool> route(hub_ptr self, user_id to, const std::string& from,
+                                     const std::string& data) {
+  auto& st = self->state;
+  auto id = fmt::format("{}-m{}", st.cfg.node_id, ++st.last_message);
+  auto local = st.by_user.count(to) > 0;
+  if (!local && !st.cluster)
+    return ask_presence(self, std::move(id), to);
+  auto frame = make_payload(protocol::message(id, from, data, protocol::now_ms()));
+  deliver_locally(self, to, frame);
+  if (!st.cluster)
+    return {std::move(id), true};
+  return publish(self, std::move(id), to, std::move(frame), local);
+}
+
+// A message another node routed: only this node's connections, never back
+// to Redis.
+void remote(hub_ptr self, user_id to, const payload& frame) {
+  [[maybe_unused]] auto delivered = deliver_locally(self, to, frame);
+  CAF_LOG_DEBUG("remote message" << CAF_ARG(to) << CAF_ARG(delivered));
+}
+
+// Sent once at start, before any connection; users already here (none, in
+// the node's own wiring) are subscribed all the same.
+void join_cluster(hub_ptr self, cluster_actor cluster) {
+  CAF_LOG_INFO("cluster mode");
+  self->state.cluster = std::move(cluster);
+  for (auto& [user, conns] : self->state.by_user)
+    self->send(self->state.cluster, subscribe_atom::value, user);
 }
 
 caf::result<bool> shutdown(hub_ptr self) {
@@ -182,6 +245,8 @@ hub_actor::behavior_type hub(hub_ptr self, hub_settings cfg, presence_actor pres
         self->delayed_send(self, self->state.cfg.sweep_interval, sweep_atom::value);
       },
       [self](shutdown_atom) { return shutdown(self); },
+      [self](cluster_atom, const cluster_actor& cluster) { join_cluster(self, cluster); },
+      [self](remote_atom, user_id to, const payload& frame) { remote(self, to, frame); },
   };
 }
 

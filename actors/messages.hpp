@@ -110,7 +110,11 @@ using hub_actor = caf::typed_actor<
     // timers the hub sends itself
     caf::reacts_to<ping_atom>, caf::reacts_to<sweep_atom>,
     // close every connection with 1001; answers once all are gone
-    caf::replies_to<shutdown_atom>::with<bool>>;
+    caf::replies_to<shutdown_atom>::with<bool>,
+    // cluster mode: the cluster actor, sent once at start (never in standalone)
+    caf::reacts_to<cluster_atom, cluster_actor>,
+    // cluster mode: a message frame another node routed to a user of this node
+    caf::reacts_to<remote_atom, user_id, payload>>;
 
 // User online/offline with the grace period, queries and watchers.
 using presence_actor =
@@ -124,6 +128,16 @@ using presence_actor =
                      // online, and the true number of open connections
                      caf::replies_to<count_atom, user_id>::with<bool, std::uint64_t>,
                      caf::reacts_to<watch_atom, connection_actor, user_list>,
-                     caf::reacts_to<unwatch_atom, connection_actor, user_list>>;
+                     caf::reacts_to<unwatch_atom, connection_actor, user_list>,
+                     // cluster mode: a transition from the P`presence` channel
+                     // (forwarded by the cluster actor) for the watchers
+                     caf::reacts_to<event_atom, user_id, bool>,
+                     // cluster mode: Redis up/down, from the redis actor
+                     caf::reacts_to<redis_state_atom, bool>,
+                     // cluster mode: its own heartbeat timer
+                     caf::reacts_to<heartbeat_atom>,
+                     // cluster mode: remove this node from Redis (graceful
+                     // shutdown); answers true once done or given up
+                     caf::replies_to<withdraw_atom>::with<bool>>;
 
 } // namespace hubnode

@@ -2,9 +2,11 @@
 
 #include "src/config.hpp"
 
+#include "src/redis_client.hpp"
+
+#include <algorithm>
 #include <fmt/format.h>
 #include <random>
-#include <regex>
 #include <unistd.h>
 
 namespace hubnode {
@@ -89,10 +91,11 @@ bool wants_help(int argc, char** argv) {
   return false;
 }
 
-bool valid_redis_url(const std::string& url) {
-  static const std::regex full{
-      R"(redis://(:[^@/]*@)?([A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\]):[0-9]{1,5}(/[0-9]+)?)"};
-  return std::regex_match(url, full);
+// The node id travels in Redis keys, in JSON and as the first line of every
+// cross-node message, so it is one printable word.
+bool valid_node_id(const std::string& id) {
+  return std::all_of(id.begin(), id.end(),
+                     [](unsigned char c) { return c > ' ' && c != 0x7f; });
 }
 
 // Values CAF's parser accepts by type but hubnode cannot run with.
@@ -105,12 +108,14 @@ std::string check_values(const node_options& opt) {
     return "auth.mode = \"jwt\" requires auth.jwt-secret";
   if (opt.auth_mode == "jwt")
     return "auth.mode = \"jwt\" is not available in this build yet";
-  if (!opt.redis_url.empty() && !valid_redis_url(opt.redis_url))
+  if (!opt.redis_url.empty() && !parse_redis_url(opt.redis_url))
     return fmt::format("unparsable redis.url \"{}\" (expected "
                        "redis://[:password@]host:port[/db])",
                        opt.redis_url);
-  if (!opt.redis_url.empty())
-    return "cluster mode (redis.url) is not available in this build yet";
+  if (opt.key_prefix.empty())
+    return "redis.key-prefix must not be empty";
+  if (!valid_node_id(opt.node_id))
+    return "cluster.node-id must not contain spaces or control characters";
   if (opt.io_threads == 0)
     return "server.io-threads must be at least 1";
   if (opt.max_message_size == 0)
@@ -127,6 +132,8 @@ std::string check_values(const node_options& opt) {
         std::pair{opt.node_ttl, "cluster.node-ttl"}})
     if (value <= timespan{0})
       return fmt::format("{} must be positive", name);
+  if (!opt.redis_url.empty() && opt.node_ttl <= opt.heartbeat_interval)
+    return "cluster.node-ttl must be longer than cluster.heartbeat-interval";
   return {};
 }
 
@@ -222,6 +229,23 @@ connection_settings make_connection_settings(const node_options& opt) {
 presence_settings make_presence_settings(const node_options& opt) {
   presence_settings s;
   s.grace_period = opt.grace_period;
+  s.node_id = opt.node_id;
+  s.key_prefix = opt.key_prefix;
+  s.heartbeat_interval = opt.heartbeat_interval;
+  s.node_ttl = opt.node_ttl;
+  return s;
+}
+
+redis_settings make_redis_settings(const node_options& opt) {
+  redis_settings s;
+  if (auto endpoint = parse_redis_url(opt.redis_url))
+    s.endpoint = std::move(*endpoint);
+  s.key_prefix = opt.key_prefix;
+  s.node_id = opt.node_id;
+  s.connect_timeout = std::chrono::seconds(1);
+  s.command_timeout = std::chrono::seconds(1);
+  s.backoff_min = std::chrono::milliseconds(100);
+  s.backoff_max = std::chrono::seconds(2);
   return s;
 }
 

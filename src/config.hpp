@@ -76,5 +76,12 @@ startup load_config(hubnode_config& cfg, int argc, char** argv, std::string& rea
 hub_settings make_hub_settings(const node_options& opt);
 connection_settings make_connection_settings(const node_options& opt);
 presence_settings make_presence_settings(const node_options& opt);
+// Cluster mode only (redis.url set and valid, as load_config checks).
+redis_settings make_redis_settings(const node_options& opt);
+
+// Standalone (empty redis.url) or cluster mode.
+inline bool cluster_mode(const node_options& opt) {
+  return !opt.redis_url.empty();
+}
 
 } // namespace hubnode

@@ -96,11 +96,19 @@ http_response unavailable() {
                         "the node did not answer in time");
 }
 
+bool redis_up(server_context& ctx) {
+  return ctx.st.redis_up.load(std::memory_order_relaxed) > 0;
+}
+
+// 200 also while Redis is down: the node itself is alive.
 http_response healthz(server_context& ctx) {
+  auto cluster = cluster_mode(ctx.opt);
   json::object body{{"status", "ok"},
                     {"node", ctx.opt.node_id},
-                    {"presence", "memory"},
-                    {"redis", "off"},
+                    {"presence", cluster ? "redis" : "memory"},
+                    {"redis", !cluster        ? "off"
+                              : redis_up(ctx) ? "up"
+                                              : "down"},
                     {"connections", ctx.st.connections_active.load()}};
   return json_response(http::status::ok, body);
 }
@@ -109,6 +117,9 @@ http_response readyz(server_context& ctx) {
   if (!ctx.accepting)
     return error_response(http::status::service_unavailable, "not_ready",
                           "the node is shutting down");
+  if (cluster_mode(ctx.opt) && !redis_up(ctx))
+    return error_response(http::status::service_unavailable, "not_ready",
+                          "Redis is down");
   return json_response(http::status::ok, json::object{{"status", "ready"}});
 }
 

@@ -4,13 +4,20 @@
 //                                   ^          ^            ^
 //   io threads: listener ──> http_session ──> websocket_session (one per socket)
 //
+//   cluster mode:  presence ──> redis <── cluster <──> hub
+//                      ^                     ^
+//                      └── event ─────────── subscriber (Redis pub/sub)
+//
 // Signals end the node: stop accepting, the hub closes every connection with
-// 1001, the io threads drain, exit 0 within server.shutdown-timeout.
+// 1001, presence withdraws this node from Redis, the io threads drain, exit 0
+// within server.shutdown-timeout.
 #include "src/log.hpp"
 #define CAF_LOG_COMPONENT "hub"
 
+#include "actors/cluster.hpp"
 #include "actors/hub.hpp"
 #include "actors/presence.hpp"
+#include "actors/redis.hpp"
 #include "src/config.hpp"
 #include "src/listener.hpp"
 
@@ -28,6 +35,34 @@ using namespace hubnode;
 namespace net = boost::asio;
 
 namespace {
+
+// The node's long-lived actors; redis and cluster only in cluster mode.
+struct node_actors {
+  redis_actor redis;
+  presence_actor presence;
+  hub_actor hub;
+  cluster_actor cluster;
+};
+
+// Nothing here waits for Redis: a node starts while Redis is down.
+node_actors spawn_actors(caf::actor_system& system, const node_options& opt, stats& st) {
+  node_actors a;
+  if (!cluster_mode(opt)) {
+    a.presence = spawn_presence(system, make_presence_settings(opt), st);
+    a.hub = spawn_hub(system, make_hub_settings(opt), a.presence, st);
+    return a;
+  }
+  auto redis_cfg = make_redis_settings(opt);
+  a.redis = spawn_redis(system, redis_cfg, st);
+  a.presence = spawn_presence(system, make_presence_settings(opt), st, a.redis);
+  a.hub = spawn_hub(system, make_hub_settings(opt), a.presence, st);
+  a.cluster = spawn_cluster(system, redis_cfg, a.hub, a.presence, a.redis, st);
+  // Both arrive before the listener opens, so before any connection.
+  caf::anon_send(a.hub, cluster_atom::value, a.cluster);
+  caf::anon_send(a.redis, listen_atom::value,
+                 caf::actor_cast<redis_listener>(a.presence));
+  return a;
+}
 
 std::vector<std::thread> start_io_threads(net::io_context& ioc, std::size_t count,
                                           std::promise<void>& drained) {
@@ -50,29 +85,49 @@ std::future<int> catch_signals(net::signal_set& signals) {
   return caught->get_future();
 }
 
-// Closes every client with 1001 and lets the io threads finish their close
-// frames, all within the shutdown timeout.
-void shut_down(caf::actor_system& system, server_context& ctx, listener& lst,
-               net::io_context& ioc, std::future<void> drained) {
+caf::timespan until(std::chrono::steady_clock::time_point deadline) {
+  return std::max(caf::timespan{1}, std::chrono::duration_cast<caf::timespan>(
+                                        deadline - std::chrono::steady_clock::now()));
+}
+
+// Closes every client with 1001, withdraws this node's presence (cluster
+// mode) and lets the io threads finish their close frames, all within the
+// shutdown timeout. Clients that do not go away in time leave the withdrawal
+// a quarter of the budget (at most 1 s).
+void shut_down(caf::actor_system& system, server_context& ctx, const node_actors& a,
+               listener& lst, net::io_context& ioc, std::future<void> drained) {
   auto deadline = std::chrono::steady_clock::now() + ctx.opt.shutdown_timeout;
+  auto withdrawal = a.cluster ? std::min<caf::timespan>(ctx.opt.shutdown_timeout / 4,
+                                                        std::chrono::seconds(1))
+                              : caf::timespan{0};
   ctx.accepting = false;
   lst.stop();
   caf::scoped_actor self{system};
-  self->request(ctx.hub, ctx.opt.shutdown_timeout, shutdown_atom::value)
+  self->request(ctx.hub, ctx.opt.shutdown_timeout - withdrawal, shutdown_atom::value)
       .receive([](bool) {},
                [](caf::error& err) {
                  CAF_LOG_WARNING("connections still open at shutdown timeout"
                                  << CAF_ARG(err));
                });
+  if (a.cluster)
+    self->request(a.presence, until(deadline), withdraw_atom::value)
+        .receive([](bool) {},
+                 [](caf::error& err) {
+                   CAF_LOG_WARNING("presence not withdrawn from Redis" << CAF_ARG(err));
+                 });
   if (drained.wait_until(deadline) != std::future_status::ready)
     ioc.stop();
 }
 
 // The actor system's destructor waits for every actor, so the long-lived
 // ones are told to stop on every way out of main.
-void stop_actors(const hub_actor& hub, const presence_actor& presence) {
-  caf::anon_send_exit(hub, caf::exit_reason::user_shutdown);
-  caf::anon_send_exit(presence, caf::exit_reason::user_shutdown);
+void stop_actors(const node_actors& a) {
+  caf::anon_send_exit(a.hub, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(a.presence, caf::exit_reason::user_shutdown);
+  if (a.cluster) {
+    caf::anon_send_exit(a.cluster, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(a.redis, caf::exit_reason::user_shutdown);
+  }
 }
 
 } // namespace
@@ -92,16 +147,15 @@ int main(int argc, char** argv) {
   }
   caf::actor_system system{cfg};
   stats st;
-  auto presence = spawn_presence(system, make_presence_settings(cfg.opt), st);
-  auto hub = spawn_hub(system, make_hub_settings(cfg.opt), presence, st);
-  server_context ctx{system, hub,     presence,
-                     st,     cfg.opt, make_connection_settings(cfg.opt)};
+  auto actors = spawn_actors(system, cfg.opt, st);
+  server_context ctx{system, actors.hub, actors.presence,
+                     st,     cfg.opt,    make_connection_settings(cfg.opt)};
 
   net::io_context ioc{static_cast<int>(cfg.opt.io_threads)};
   auto lst = std::make_shared<listener>(ioc, ctx);
   if (reason = lst->open(cfg.opt.host, cfg.opt.port); !reason.empty()) {
     std::cerr << "hubnode: " << reason << std::endl;
-    stop_actors(hub, presence);
+    stop_actors(actors);
     return 2;
   }
   CAF_LOG_WARNING("auth.mode = userid trusts the client's userId parameter; "
@@ -113,16 +167,17 @@ int main(int argc, char** argv) {
   auto threads = start_io_threads(ioc, cfg.opt.io_threads, drained);
   auto endpoint = lst->local_endpoint();
   std::cout << "hubnode listening on " << cfg.opt.host << ":" << endpoint.port()
-            << " node=" << cfg.opt.node_id << " presence=memory" << std::endl;
+            << " node=" << cfg.opt.node_id
+            << " presence=" << (cluster_mode(cfg.opt) ? "redis" : "memory") << std::endl;
   CAF_LOG_INFO("listening" << CAF_ARG2("port", endpoint.port())
                            << CAF_ARG2("node", cfg.opt.node_id));
 
   auto caught = signal.get();
   CAF_LOG_INFO("stopping on signal" << CAF_ARG(caught));
-  shut_down(system, ctx, *lst, ioc, drained.get_future());
+  shut_down(system, ctx, actors, *lst, ioc, drained.get_future());
   for (auto& thread : threads)
     thread.join();
-  stop_actors(hub, presence);
+  stop_actors(actors);
   CAF_LOG_INFO("stopped");
   return 0;
 }

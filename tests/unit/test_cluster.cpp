@@ -1,1 +1,277 @@
 #include "src/log.hpp"
+
+#include "actors/cluster.hpp"
+#include "actors/hub.hpp"
+#include "tests/unit/actor_fixture.hpp"
+
+using namespace hubnode;
+using namespace hubnode::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+using strings = std::vector<std::string>;
+
+// What the stand-ins for Redis, the subscriber and presence were asked.
+struct redis_log {
+  std::vector<redis_pipeline> pipelines;
+  // The next answers, or an error when empty.
+  std::vector<redis_replies> answers;
+  std::vector<strings> subscribed;
+  std::vector<strings> unsubscribed;
+  std::vector<std::pair<user_id, bool>> events;
+};
+
+redis_reply integer(std::int64_t value) {
+  redis_reply result;
+  result.type = redis_reply::kind::integer;
+  result.integer = value;
+  return result;
+}
+
+redis_actor::behavior_type fake_redis(redis_actor::pointer,
+                                      std::shared_ptr<redis_log> log) {
+  return {
+      [log](redis_atom, const redis_pipeline& pipeline) -> caf::result<redis_replies> {
+        log->pipelines.push_back(pipeline);
+        if (log->answers.empty())
+          return caf::make_error(caf::sec::request_timeout);
+        auto answer = log->answers.front();
+        log->answers.erase(log->answers.begin());
+        return answer;
+      },
+      [](listen_atom, const redis_listener&) {},
+  };
+}
+
+subscriber_actor::behavior_type fake_subscriber(subscriber_actor::pointer,
+                                                std::shared_ptr<redis_log> log) {
+  return {
+      [log](subscribe_atom, const strings& channels) {
+        log->subscribed.push_back(channels);
+      },
+      [log](unsub_atom, const strings& channels) {
+        log->unsubscribed.push_back(channels);
+      },
+  };
+}
+
+// Untyped, so that it stays valid whatever else presence learns: it answers
+// what the hub asks and records the events the cluster forwards.
+caf::behavior fake_presence(caf::event_based_actor*, std::shared_ptr<redis_log> log) {
+  return {
+      [](connected_atom, user_id) {},
+      [](disconn_atom, user_id) {},
+      [](online_atom, user_id) { return false; },
+      [log](event_atom, user_id user, bool online) {
+        log->events.emplace_back(user, online);
+      },
+  };
+}
+
+struct cluster_fixture : actor_fixture {
+  std::shared_ptr<redis_log> log = std::make_shared<redis_log>();
+  redis_settings cfg = make_settings();
+  presence_actor presence =
+      caf::actor_cast<presence_actor>(sys.spawn(fake_presence, log));
+  hub_actor hub = spawn_hub(sys, hub_settings{}, presence, st);
+  redis_actor redis = sys.spawn(fake_redis, log);
+  cluster_actor cluster = spawn();
+
+  static redis_settings make_settings() {
+    redis_settings result;
+    result.node_id = "n1";
+    result.key_prefix = "hp:";
+    return result;
+  }
+
+  cluster_actor spawn() {
+    auto log_copy = log;
+    auto result =
+        spawn_cluster(sys, cfg, hub, presence, redis, st, [this, log_copy](caf::actor) {
+          return sys.spawn(fake_subscriber, log_copy);
+        });
+    run();
+    return result;
+  }
+
+  std::optional<bool> publish(user_id user, std::string frame) {
+    auto reply =
+        request<bool>(cluster, publish_atom::value, user, make_payload(std::move(frame)));
+    if (!reply->has_value())
+      return std::nullopt;
+    return std::get<0>(**reply);
+  }
+
+  std::shared_ptr<probe_log> join(user_id user) {
+    auto conn_log = std::make_shared<probe_log>();
+    auto conn = spawn_probe(conn_log);
+    auto reply = request<admission, std::string>(hub, register_atom::value, user, conn);
+    REQUIRE(reply->has_value());
+    REQUIRE(std::get<0>(**reply) == admission::admitted);
+    return conn_log;
+  }
+
+  void remote(std::string channel, std::string message) {
+    send(cluster, remote_atom::value, std::move(channel), std::move(message));
+  }
+};
+
+} // namespace
+
+TEST_CASE("cluster: the wire format of a user message") {
+  std::string_view origin;
+  std::string_view frame;
+  auto text = cluster_wire::encode("n1", R"({"a":"x\ny"})");
+  CHECK(text == "n1\n{\"a\":\"x\\ny\"}");
+  REQUIRE(cluster_wire::decode(text, origin, frame));
+  CHECK(origin == "n1");
+  CHECK(frame == R"({"a":"x\ny"})");
+  // the frame may hold raw newlines too: only the first one separates
+  REQUIRE(cluster_wire::decode("n2\n{}\n", origin, frame));
+  CHECK(origin == "n2");
+  CHECK(frame == "{}\n");
+  CHECK_FALSE(cluster_wire::decode("no separator", origin, frame));
+  CHECK_FALSE(cluster_wire::decode("\n{}", origin, frame));
+  CHECK_FALSE(cluster_wire::decode("n1\n", origin, frame));
+}
+
+TEST_CASE_FIXTURE(cluster_fixture,
+                  "cluster: subscribes to the presence channel at start") {
+  CHECK(log->subscribed == std::vector<strings>{{"hp:presence"}});
+}
+
+TEST_CASE_FIXTURE(cluster_fixture, "cluster: user subscriptions are idempotent") {
+  send(cluster, subscribe_atom::value, user_id{7});
+  send(cluster, subscribe_atom::value, user_id{7});
+  send(cluster, subscribe_atom::value, user_id{8});
+  CHECK(log->subscribed ==
+        std::vector<strings>{{"hp:presence"}, {"hp:user:7"}, {"hp:user:8"}});
+  send(cluster, unsub_atom::value, user_id{7});
+  send(cluster, unsub_atom::value, user_id{7});
+  send(cluster, unsub_atom::value, user_id{9});
+  CHECK(log->unsubscribed == std::vector<strings>{{"hp:user:7"}});
+  send(cluster, subscribe_atom::value, user_id{7});
+  CHECK(log->subscribed.back() == strings{"hp:user:7"});
+  CHECK(log->subscribed.size() == 4);
+}
+
+TEST_CASE_FIXTURE(cluster_fixture,
+                  "cluster: publish is one pipeline of PUBLISH and SISMEMBER") {
+  log->answers.push_back({integer(1), integer(0)});
+  CHECK(publish(42, R"({"type":"message"})") == true);
+  REQUIRE(log->pipelines.size() == 1);
+  CHECK(log->pipelines[0] ==
+        redis_pipeline{{"PUBLISH", "hp:user:42", "n1\n{\"type\":\"message\"}"},
+                       {"SISMEMBER", "hp:online", "42"}});
+  CHECK(st.messages_remote == 1);
+  CHECK(st.messages_dropped[static_cast<int>(drop_reason::redis_down)] == 0);
+}
+
+TEST_CASE_FIXTURE(cluster_fixture, "cluster: publish answers online from either reply") {
+  log->answers.push_back({integer(0), integer(0)});
+  CHECK(publish(42, "{}") == false);
+  log->answers.push_back({integer(0), integer(1)});
+  CHECK(publish(42, "{}") == true);
+  log->answers.push_back({integer(3), integer(0)});
+  CHECK(publish(42, "{}") == true);
+  CHECK(st.messages_remote == 3);
+}
+
+TEST_CASE_FIXTURE(cluster_fixture, "cluster: this node is no receiver of its own") {
+  send(cluster, subscribe_atom::value, user_id{42});
+  // the only receiver is this node's own subscription
+  log->answers.push_back({integer(1), integer(0)});
+  CHECK(publish(42, "{}") == false);
+  log->answers.push_back({integer(2), integer(0)});
+  CHECK(publish(42, "{}") == true);
+}
+
+TEST_CASE_FIXTURE(cluster_fixture, "cluster: a failed publish is a drop, not an error") {
+  CHECK(publish(42, "{}") == false); // the fake answers an error
+  redis_reply err;
+  err.type = redis_reply::kind::error;
+  err.str = "LOADING";
+  log->answers.push_back({err, integer(1)});
+  CHECK(publish(42, "{}") == false);
+  CHECK(log->pipelines.size() == 2);
+  CHECK(st.messages_remote == 0);
+  CHECK(st.messages_dropped[static_cast<int>(drop_reason::redis_down)] == 2);
+}
+
+TEST_CASE_FIXTURE(cluster_fixture, "cluster: publishes keep their order") {
+  for (int i = 0; i < 3; ++i) {
+    log->answers.push_back({integer(1), integer(1)});
+    caf::anon_send(cluster, publish_atom::value, user_id{42},
+                   make_payload(std::to_string(i)));
+  }
+  run();
+  REQUIRE(log->pipelines.size() == 3);
+  for (int i = 0; i < 3; ++i)
+    CHECK(log->pipelines[i][0][2] == "n1\n" + std::to_string(i));
+}
+
+TEST_CASE_FIXTURE(cluster_fixture,
+                  "cluster: a message from another node reaches the hub") {
+  auto conn = join(7);
+  remote("hp:user:7", "n2\n{\"type\":\"message\",\"data\":1}");
+  REQUIRE(conn->delivered.size() == 1);
+  CHECK(*conn->delivered[0] == "{\"type\":\"message\",\"data\":1}");
+  CHECK(st.messages_delivered == 1);
+}
+
+TEST_CASE_FIXTURE(cluster_fixture, "cluster: a message of this node's own is dropped") {
+  auto conn = join(7);
+  remote("hp:user:7", "n1\n{\"type\":\"message\"}");
+  CHECK(conn->delivered.empty());
+  CHECK(st.messages_delivered == 0);
+}
+
+TEST_CASE_FIXTURE(cluster_fixture, "cluster: malformed user messages are dropped") {
+  auto conn = join(7);
+  remote("hp:user:7", "no separator");
+  remote("hp:user:x7", "n2\n{}");
+  remote("hp:user:", "n2\n{}");
+  remote("hp:user:7", "\n{}");
+  remote("other:user:7", "n2\n{}");
+  CHECK(conn->delivered.empty());
+}
+
+TEST_CASE_FIXTURE(cluster_fixture, "cluster: presence events reach presence") {
+  remote("hp:presence", R"({"userId":"7","online":true,"node":"n2","ts":1})");
+  remote("hp:presence", R"({"userId":"8","online":false,"node":"n1","ts":2})");
+  CHECK(log->events == std::vector<std::pair<user_id, bool>>{{7, true}, {8, false}});
+}
+
+TEST_CASE_FIXTURE(cluster_fixture, "cluster: malformed presence events are dropped") {
+  remote("hp:presence", "not json");
+  remote("hp:presence", "[1]");
+  remote("hp:presence", R"({"userId":7,"online":true})");
+  remote("hp:presence", R"({"userId":"x","online":true})");
+  remote("hp:presence", R"({"userId":"7","online":"yes"})");
+  remote("hp:presence", R"({"online":true})");
+  CHECK(log->events.empty());
+}
+
+TEST_CASE_FIXTURE(cluster_fixture, "cluster: redis state changes are only logged") {
+  send(cluster, redis_state_atom::value, false);
+  send(cluster, redis_state_atom::value, true);
+  CHECK(log->subscribed.size() == 1);
+  CHECK(log->pipelines.empty());
+}
+
+TEST_CASE_FIXTURE(cluster_fixture, "cluster: its subscriber ends with it") {
+  caf::actor sub;
+  auto other = spawn_cluster(sys, cfg, hub, presence, redis, st, [&](caf::actor) {
+    auto result = sys.spawn(fake_subscriber, log);
+    sub = caf::actor_cast<caf::actor>(result);
+    return result;
+  });
+  run();
+  REQUIRE(sub);
+  auto gone = std::make_shared<bool>(false);
+  sub->attach_functor([gone] { *gone = true; });
+  caf::anon_send_exit(other, caf::exit_reason::user_shutdown);
+  run();
+  CHECK(*gone);
+}

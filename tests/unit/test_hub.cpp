@@ -207,3 +207,136 @@ TEST_CASE_FIXTURE(hub_fixture, "hub: no registration after shutdown") {
   CHECK(std::get<0>(register_as(7, late)) == admission::over_capacity);
   CHECK(st.connections_opened == 0);
 }
+
+// -- cluster mode ---------------------------------------------------------------
+
+namespace {
+
+// What the hub asked of the cluster, and the sequence of subscriptions and
+// registration answers as they happened.
+struct cluster_log {
+  std::vector<std::string> events;
+  std::vector<std::pair<user_id, payload>> published;
+  bool online_elsewhere = false;
+};
+
+cluster_actor::behavior_type fake_cluster(cluster_actor::pointer,
+                                          std::shared_ptr<cluster_log> log) {
+  return {
+      [log](subscribe_atom, user_id user) {
+        log->events.push_back("subscribe " + std::to_string(user));
+      },
+      [log](unsub_atom, user_id user) {
+        log->events.push_back("unsub " + std::to_string(user));
+      },
+      [log](publish_atom, user_id user, const payload& frame) {
+        log->published.emplace_back(user, frame);
+        return log->online_elsewhere;
+      },
+      [](remote_atom, const std::string&, const std::string&) {},
+      [](redis_state_atom, bool) {},
+  };
+}
+
+struct hub_cluster_fixture : hub_fixture {
+  std::shared_ptr<cluster_log> log = std::make_shared<cluster_log>();
+  cluster_actor cluster = sys.spawn(fake_cluster, log);
+
+  hub_cluster_fixture() { send(hub, cluster_atom::value, cluster); }
+
+  // Registers and records the answer in the same sequence as the subscriptions.
+  connection_actor join_logged(user_id user) {
+    auto conn = spawn_probe(std::make_shared<probe_log>());
+    auto events = log;
+    sys.spawn([=](caf::event_based_actor* self) {
+      self->request(hub, caf::infinite, register_atom::value, user, conn)
+          .then([events, user](admission, const std::string&) {
+            events->events.push_back("admitted " + std::to_string(user));
+          });
+    });
+    run();
+    return conn;
+  }
+};
+
+} // namespace
+
+TEST_CASE_FIXTURE(hub_cluster_fixture,
+                  "hub: subscribes on the first local connection, before the answer") {
+  auto a = join_logged(7);
+  auto b = join_logged(7);
+  auto c = join_logged(8);
+  CHECK(log->events == std::vector<std::string>{"subscribe 7", "admitted 7", "admitted 7",
+                                                "subscribe 8", "admitted 8"});
+}
+
+TEST_CASE_FIXTURE(hub_cluster_fixture, "hub: unsubscribes when the last one is gone") {
+  auto a = join_logged(7);
+  auto b = join_logged(7);
+  log->events.clear();
+  kill(a);
+  CHECK(log->events.empty());
+  kill(b);
+  CHECK(log->events == std::vector<std::string>{"unsub 7"});
+  join_logged(7);
+  CHECK(log->events == std::vector<std::string>{"unsub 7", "subscribe 7", "admitted 7"});
+}
+
+TEST_CASE_FIXTURE(hub_cluster_fixture,
+                  "hub: cluster route delivers locally and publishes once") {
+  auto [a, log_a] = join(7);
+  auto [b, log_b] = join(7);
+  auto [id, online] = route(7, R"({"x":1})");
+  CHECK(id == "n1-m1");
+  CHECK(online); // local connections, whatever the cluster says
+  REQUIRE(log_a->delivered.size() == 1);
+  REQUIRE(log_b->delivered.size() == 1);
+  CHECK(st.messages_delivered == 2);
+  REQUIRE(log->published.size() == 1);
+  CHECK(log->published[0].first == 7);
+  // the very frame the local connections got
+  CHECK(log->published[0].second == log_a->delivered[0]);
+  CHECK(parse(log->published[0].second).at("id") == "n1-m1");
+}
+
+TEST_CASE_FIXTURE(hub_cluster_fixture,
+                  "hub: cluster route to a user with no local connection") {
+  CHECK_FALSE(std::get<1>(route(9, "1")));
+  log->online_elsewhere = true;
+  CHECK(std::get<1>(route(9, "2")));
+  REQUIRE(log->published.size() == 2);
+  CHECK(parse(log->published[1].second).at("data") == 2);
+  CHECK(st.messages_delivered == 0);
+}
+
+TEST_CASE_FIXTURE(hub_cluster_fixture, "hub: cluster publishes keep the route order") {
+  auto [conn, conn_log] = join(7);
+  for (int i = 0; i < 5; ++i)
+    caf::anon_send(hub, route_atom::value, user_id{i % 2 == 0 ? 7u : 9u},
+                   std::string{"42"}, std::to_string(i));
+  run();
+  REQUIRE(log->published.size() == 5);
+  for (int i = 0; i < 5; ++i)
+    CHECK(parse(log->published[i].second).at("data") == i);
+}
+
+TEST_CASE_FIXTURE(hub_cluster_fixture,
+                  "hub: a remote message goes to the local connections only") {
+  auto [a, log_a] = join(7);
+  auto [b, log_b] = join(7);
+  auto frame = make_payload(R"({"type":"message","data":1})");
+  send(hub, remote_atom::value, user_id{7}, frame);
+  send(hub, remote_atom::value, user_id{9}, frame);
+  REQUIRE(log_a->delivered.size() == 1);
+  CHECK(log_a->delivered[0] == frame);
+  CHECK(log_b->delivered.size() == 1);
+  CHECK(st.messages_delivered == 2);
+  CHECK(log->published.empty());
+}
+
+TEST_CASE_FIXTURE(hub_fixture, "hub: standalone routes never need a cluster") {
+  auto [conn, log] = join(7);
+  CHECK(std::get<1>(route(7, "1")));
+  CHECK_FALSE(std::get<1>(route(8, "1")));
+  CHECK(log->delivered.size() == 1);
+}
