@@ -59,31 +59,30 @@ using redis_listener = caf::typed_actor<caf::reacts_to<redis_state_atom, bool>>;
 // One command connection to Redis (a detached actor: it may block on its
 // own thread, never on the scheduler's).
 using redis_actor = caf::typed_actor<
-  // run the pipeline in one round trip; an error when Redis is down or slow.
-  // A command {"EVALSCRIPT", lua, numkeys, keys..., args...} runs as EVALSHA,
-  // loading the script once and again after NOSCRIPT.
-  caf::replies_to<redis_atom, redis_pipeline>::with<redis_replies>,
-  // send (redis_state, up) to this listener now and on every transition
-  caf::reacts_to<listen_atom, redis_listener>>;
+    // run the pipeline in one round trip; an error when Redis is down or slow.
+    // A command {"EVALSCRIPT", lua, numkeys, keys..., args...} runs as EVALSHA,
+    // loading the script once and again after NOSCRIPT.
+    caf::replies_to<redis_atom, redis_pipeline>::with<redis_replies>,
+    // send (redis_state, up) to this listener now and on every transition
+    caf::reacts_to<listen_atom, redis_listener>>;
 
 // The pub/sub connection to Redis (a detached actor). Every message on a
 // subscribed channel goes to its sink as (remote, channel, message).
-using subscriber_actor = caf::typed_actor<
-  caf::reacts_to<subscribe_atom, std::vector<std::string>>,
-  caf::reacts_to<unsub_atom, std::vector<std::string>>>;
+using subscriber_actor =
+    caf::typed_actor<caf::reacts_to<subscribe_atom, std::vector<std::string>>,
+                     caf::reacts_to<unsub_atom, std::vector<std::string>>>;
 
 // Cross-node delivery (cluster mode only).
 using cluster_actor = caf::typed_actor<
-  // from the hub: the first local connection of a user opened / the last closed
-  caf::reacts_to<subscribe_atom, user_id>,
-  caf::reacts_to<unsub_atom, user_id>,
-  // from the hub: publish a message frame to the user's channel; answers
-  // whether the user is online elsewhere (another node got it, or P`online`
-  // has the user)
-  caf::replies_to<publish_atom, user_id, payload>::with<bool>,
-  // from the subscriber: one message of a subscribed channel
-  caf::reacts_to<remote_atom, std::string, std::string>,
-  caf::reacts_to<redis_state_atom, bool>>;
+    // from the hub: the first local connection of a user opened / the last closed
+    caf::reacts_to<subscribe_atom, user_id>, caf::reacts_to<unsub_atom, user_id>,
+    // from the hub: publish a message frame to the user's channel; answers
+    // whether the user is online elsewhere (another node got it, or P`online`
+    // has the user)
+    caf::replies_to<publish_atom, user_id, payload>::with<bool>,
+    // from the subscriber: one message of a subscribed channel
+    caf::reacts_to<remote_atom, std::string, std::string>,
+    caf::reacts_to<redis_state_atom, bool>>;
 
 // One WebSocket connection of one user.
 using connection_actor = caf::typed_actor<
