@@ -10,6 +10,7 @@
 #include "actors/redis.hpp"
 #include "src/redis_client.hpp"
 #include "tests/unit/actor_fixture.hpp"
+#include "tests/unit/real_system.hpp"
 #include "tests/unit/redis_server.hpp"
 
 #include <algorithm>
@@ -579,18 +580,6 @@ namespace {
 
 using clock_type = std::chrono::steady_clock;
 
-// Polls `condition` every 10 ms for at most `bound`.
-template <class Condition>
-bool eventually(Condition condition, std::chrono::milliseconds bound = 3000ms) {
-  auto deadline = clock_type::now() + bound;
-  while (!condition()) {
-    if (clock_type::now() >= deadline)
-      return false;
-    std::this_thread::sleep_for(10ms);
-  }
-  return true;
-}
-
 std::int64_t script_result(const redis_result& result) {
   REQUIRE_MESSAGE(result.ok(), result.error);
   REQUIRE(result.replies.size() == 1);
@@ -611,10 +600,12 @@ struct real_redis {
     conn = new_connection();
     REQUIRE(sub.connect(server.endpoint(), 1s, 1s).empty());
     REQUIRE(sub.subscribe({keys.channel}));
-    REQUIRE(eventually([this] {
-      sub.poll(10ms);
-      return sub.confirmed() == 1;
-    }));
+    REQUIRE(eventually(
+        [this] {
+          sub.poll(10ms);
+          return sub.confirmed() == 1;
+        },
+        3000ms));
   }
 
   redis_connection new_connection() {
@@ -782,25 +773,8 @@ namespace {
 
 // Presence actors of several nodes with the real redis actor, on a real
 // scheduler: heartbeats every 50 ms, a node dead after 300 ms of silence.
-struct real_cluster : real_redis {
-  caf::actor_system_config cfg;
-  caf::actor_system sys;
-  std::vector<caf::actor> spawned;
-
-  real_cluster() : sys(init(cfg)) {}
-
-  ~real_cluster() {
-    for (auto& actor : spawned)
-      caf::anon_send_exit(actor, caf::exit_reason::user_shutdown);
-  }
-
-  static caf::actor_system_config& init(caf::actor_system_config& cfg) {
-    cfg.set("logger.file-verbosity", caf::atom("quiet"));
-    cfg.set("logger.console-verbosity", caf::atom("quiet"));
-    cfg.set("scheduler.max-threads", 2);
-    return cfg;
-  }
-
+// real_redis first: its server outlives the actor system.
+struct real_cluster : real_redis, real_system {
   presence_actor node(std::string id, stats& st) {
     redis_settings rcfg;
     rcfg.endpoint = server.endpoint();
@@ -854,10 +828,12 @@ TEST_CASE_FIXTURE(real_cluster, "presence cluster (real Redis): two survivors re
   stats st2;
   node("n1", st1);
   node("n2", st2);
-  CHECK(eventually([&] {
-    return one({"SCARD", keys.online}).integer == 10 &&
-           one({"SISMEMBER", keys.nodes, "n3"}).integer == 0;
-  }));
+  CHECK(eventually(
+      [&] {
+        return one({"SCARD", keys.online}).integer == 10 &&
+               one({"SISMEMBER", keys.nodes, "n3"}).integer == 0;
+      },
+      3000ms));
   std::multiset<std::string> offline;
   std::set<std::string> reapers;
   for (auto& [user, online, node_id] : transitions(300ms)) {
@@ -881,12 +857,12 @@ TEST_CASE_FIXTURE(real_cluster, "presence cluster (real Redis): a node's users, 
   REQUIRE(conn.run({connect(keys, 5, "n1", 3, ev(5, true, "n1"))}).ok());
   stats st;
   auto presence = node("n1", st);
-  CHECK(eventually([&] { return !member(5); }));
+  CHECK(eventually([&] { return !member(5); }, 3000ms));
   caf::anon_send(presence, connected_atom::value, user_id{7});
   caf::anon_send(presence, connected_atom::value, user_id{8});
   caf::anon_send(presence, disconn_atom::value, user_id{8});
-  CHECK(eventually([&] { return member(7) && fields(7) == strings{"n1", "1"}; }));
-  CHECK(eventually([&] { return !member(8); }));
+  CHECK(eventually([&] { return member(7) && fields(7) == strings{"n1", "1"}; }, 3000ms));
+  CHECK(eventually([&] { return !member(8); }, 3000ms));
   CHECK(one({"TTL", keys.node("n1")}).integer >= 0);
   // Redis restarts without its data (guarantee 6).
   server.stop();

@@ -6,6 +6,7 @@
 
 #include "actors/redis.hpp"
 #include "src/redis_client.hpp"
+#include "tests/unit/real_system.hpp"
 #include "tests/unit/redis_server.hpp"
 
 #include <doctest/doctest.h>
@@ -41,18 +42,6 @@ redis_replies run(redis_connection& conn, const redis_pipeline& pipeline) {
 
 redis_reply run_one(redis_connection& conn, const redis_command& command) {
   return run(conn, {command}).front();
-}
-
-// Polls `condition` every 10 ms for at most `bound`.
-template <class Condition>
-bool eventually(Condition condition, std::chrono::milliseconds bound = 2000ms) {
-  auto deadline = clock_type::now() + bound;
-  while (!condition()) {
-    if (clock_type::now() >= deadline)
-      return false;
-    std::this_thread::sleep_for(10ms);
-  }
-  return true;
 }
 
 // PUBSUB NUMSUB of one channel.
@@ -374,28 +363,17 @@ TEST_CASE("redis: a subscription gets messages of its channels only") {
 
 namespace {
 
-struct redis_fixture {
+// What the actors use, built before the actor system and destroyed after it
+// has waited for them.
+struct redis_parts {
   stats st;
   redis_server server;
-  caf::actor_system_config cfg;
-  caf::actor_system sys;
+};
+
+struct redis_fixture : redis_parts, real_system {
   caf::scoped_actor self;
-  std::vector<caf::actor> spawned;
 
-  redis_fixture() : sys(init(cfg)), self(sys) {}
-
-  ~redis_fixture() {
-    // The system's destructor waits for every actor.
-    for (auto& actor : spawned)
-      caf::anon_send_exit(actor, caf::exit_reason::user_shutdown);
-  }
-
-  static caf::actor_system_config& init(caf::actor_system_config& cfg) {
-    cfg.set("logger.file-verbosity", caf::atom("quiet"));
-    cfg.set("logger.console-verbosity", caf::atom("quiet"));
-    cfg.set("scheduler.max-threads", 2);
-    return cfg;
-  }
+  redis_fixture() : self(sys) {}
 
   redis_settings settings() const {
     redis_settings result;
