@@ -9,6 +9,11 @@ Pieces:
   http            one HTTP/1.1 request over a raw socket, parsed response
   RawWS           a hand-rolled WebSocket client over a raw socket
   Client          a websockets client that reads the welcome first
+  RedisServer     a redis-server of the test's own on a free loopback port
+                  (stop/start on the same port, with or without its data)
+  RedisConn       a tiny RESP client (stdlib sockets); Subscriber: SUBSCRIBE
+                  in a thread, recording every message
+  cluster_node    a Node in cluster mode on a RedisServer, short timings
   case / main     a tiny test runner: "ok NAME" / "FAIL NAME: reason"
 """
 
@@ -42,6 +47,10 @@ HOST = "127.0.0.1"
 LINE_RE = re.compile(
     r"^hubnode listening on (?P<host>\S+):(?P<port>\d+) node=(?P<node>\S+) "
     r"presence=memory$")
+# any presence mode; Node(presence=...) says which one the test expects
+LINE_ANY_RE = re.compile(
+    r"^hubnode listening on (?P<host>\S+):(?P<port>\d+) node=(?P<node>\S+) "
+    r"presence=(?P<presence>memory|redis)$")
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
 
@@ -131,7 +140,11 @@ class Node:
     stdout.
     """
 
-    def __init__(self, *opts, port0=True, args=None, start_timeout=START_TIMEOUT):
+    def __init__(self, *opts, port0=True, args=None, start_timeout=START_TIMEOUT,
+                 presence="memory"):
+        # presence: the mode the listening line must name ("memory" or
+        # "redis"; cluster tests use cluster_node() below)
+        self.presence = presence
         if args is None:
             args = (["--server.port=0"] if port0 else []) + list(opts)
         self.args = [BIN] + list(args)
@@ -164,10 +177,14 @@ class Node:
                  f"stdout={self.out.text()!r}; stderr tail:\n"
                  f"{tail(self.err.text())}")
         first = self.out.text().split("\n", 1)[0]
-        m = LINE_RE.match(first)
+        self.started_at = time.monotonic()
+        m = LINE_ANY_RE.match(first)
+        if m and m.group("presence") != self.presence:
+            m = None
         if not m:
             self._kill()
-            fail(f"first stdout line is not the listening line: {first!r}; "
+            fail(f"first stdout line is not the listening line "
+                 f"(expected presence={self.presence}): {first!r}; "
                  f"stderr tail:\n{tail(self.err.text())}")
         self.line = first
         self.host = m.group("host")
@@ -824,6 +841,419 @@ async def in_thread(fn, *a, **kw):
 
 def now_ms():
     return int(time.time() * 1000)
+
+
+# --------------------------------------------------------------------------
+# Redis (cluster mode): a real redis-server on loopback, a tiny RESP client,
+# a pub/sub listener, and cluster nodes wired to it
+
+
+REDIS_SERVER = os.environ.get("HUBNODE_REDIS_SERVER") or "/usr/bin/redis-server"
+
+
+class RedisError(Exception):
+    """An error reply (-ERR ...) from Redis."""
+
+
+def _resp_encode(args):
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        if isinstance(a, str):
+            a = a.encode()
+        elif not isinstance(a, bytes):
+            a = str(a).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    return b"".join(out)
+
+
+def _resp_read(f):
+    """One RESP2 reply from a binary file object. Bulk strings come back as
+    str (utf-8), nil as None, errors as RedisError instances (not raised, so
+    that a reply inside an array stays in place)."""
+    line = f.readline()
+    if not line:
+        raise EOFError("redis closed the connection")
+    if not line.endswith(b"\r\n"):
+        raise EOFError(f"truncated redis reply {line[:100]!r}")
+    t, rest = line[:1], line[1:-2]
+    if t == b"+":
+        return rest.decode()
+    if t == b"-":
+        return RedisError(rest.decode())
+    if t == b":":
+        return int(rest)
+    if t == b"$":
+        n = int(rest)
+        if n < 0:
+            return None
+        data = f.read(n + 2)
+        if len(data) < n + 2:
+            raise EOFError("truncated redis bulk string")
+        return data[:n].decode("utf-8", "replace")
+    if t == b"*":
+        n = int(rest)
+        if n < 0:
+            return None
+        return [_resp_read(f) for _ in range(n)]
+    raise EOFError(f"unknown redis reply type {line[:100]!r}")
+
+
+class RedisConn:
+    """One blocking RESP connection; reconnects on the next command after a
+    failure (so a test can keep using it across a redis-server restart)."""
+
+    def __init__(self, port, host=HOST, timeout=3.0):
+        self.addr = (host, port)
+        self.timeout = timeout
+        self.sock = None
+        self.f = None
+        self.lock = threading.Lock()
+
+    def _connect(self):
+        self.sock = socket.create_connection(self.addr, timeout=self.timeout)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.f = self.sock.makefile("rb")
+
+    def _drop(self):
+        if self.sock is not None:
+            try:
+                self.f.close()
+                self.sock.close()
+            except OSError:
+                pass
+        self.sock = self.f = None
+
+    def close(self):
+        with self.lock:
+            self._drop()
+
+    def __call__(self, *args):
+        """Run one command; returns the reply, raises RedisError on an error
+        reply and OSError/EOFError when Redis is unreachable."""
+        with self.lock:
+            try:
+                if self.sock is None:
+                    self._connect()
+                self.sock.sendall(_resp_encode(args))
+                r = _resp_read(self.f)
+            except (OSError, EOFError, ValueError):
+                self._drop()
+                raise
+        if isinstance(r, RedisError):
+            raise r
+        return r
+
+
+class RedisServer:
+    """A redis-server of the test's own on a free loopback port.
+
+    rs = RedisServer().start()   (or: with RedisServer() as rs:)
+    rs("SMEMBERS", "p:online"); rs.stop(); rs.start()  (same port)
+    persist=True: append-only file in rs.dir, so a stop/start keeps the data;
+    rs.wipe() empties rs.dir (a later start begins without data)."""
+
+    def __init__(self, port=None, persist=False, start_timeout=10.0):
+        import tempfile
+        self.port = port or free_port()
+        self.persist = persist
+        self._tmp = tempfile.TemporaryDirectory(prefix="hubnode-redis-")
+        self.dir = self._tmp.name
+        self.start_timeout = start_timeout
+        self.proc = None
+        self.conn = RedisConn(self.port)
+        self.log = os.path.join(self.dir, "redis.log")
+
+    @property
+    def url(self):
+        return f"redis://{HOST}:{self.port}"
+
+    def args(self):
+        a = [REDIS_SERVER, "--port", str(self.port), "--bind", HOST,
+             "--dir", self.dir, "--save", "", "--logfile", self.log,
+             "--daemonize", "no", "--protected-mode", "no"]
+        if self.persist:
+            a += ["--appendonly", "yes", "--appendfsync", "always"]
+        else:
+            a += ["--appendonly", "no"]
+        return a
+
+    def start(self):
+        if not os.path.exists(REDIS_SERVER):
+            fail(f"{REDIS_SERVER} does not exist (Debian package redis-server)")
+        if self.running():
+            return self
+        self.proc = subprocess.Popen(self.args(), stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + self.start_timeout
+        while True:
+            try:
+                if self.conn("PING") == "PONG":
+                    break
+            except (OSError, EOFError, RedisError):
+                pass
+            if self.proc.poll() is not None:
+                fail(f"redis-server exited with status {self.proc.returncode} at "
+                     f"start on port {self.port}; log tail:\n{tail(self._log_text())}")
+            if time.monotonic() > deadline:
+                self._kill()
+                fail(f"redis-server did not answer PING within {self.start_timeout}s")
+            time.sleep(0.02)
+        self.started_at = time.monotonic()
+        return self
+
+    def _log_text(self):
+        try:
+            with open(self.log, errors="replace") as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def _kill(self):
+        if self.running():
+            self.proc.kill()
+            self.proc.wait(5)
+
+    def stop(self, timeout=10.0):
+        """SIGTERM (redis flushes its append-only file), SIGKILL after timeout.
+        Returns once the process is gone and the port no longer answers."""
+        self.conn.close()
+        if self.running():
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self._kill()
+        self.stopped_at = time.monotonic()
+
+    def kill(self):
+        self.conn.close()
+        self._kill()
+        self.stopped_at = time.monotonic()
+
+    def wipe(self):
+        """Remove the data directory's contents (server must be stopped)."""
+        import shutil
+        check(not self.running(), "wipe() while redis-server runs")
+        for name in os.listdir(self.dir):
+            if name == os.path.basename(self.log):
+                continue
+            path = os.path.join(self.dir, name)
+            if os.path.isdir(path):
+                shutil.rmtree(path)
+            else:
+                os.unlink(path)
+
+    def restart(self, keep_data=True):
+        self.stop()
+        if not keep_data:
+            self.wipe()
+        return self.start()
+
+    def close(self):
+        self.stop()
+        self._tmp.cleanup()
+
+    def __call__(self, *args):
+        return self.conn(*args)
+
+    # conveniences (keys are full names, prefix included)
+    def smembers(self, key):
+        return set(self("SMEMBERS", key))
+
+    def sismember(self, key, member):
+        return self("SISMEMBER", key, member) == 1
+
+    def hgetall(self, key):
+        r = self("HGETALL", key)
+        return dict(zip(r[0::2], r[1::2]))
+
+    def exists(self, key):
+        return self("EXISTS", key) == 1
+
+    def keys(self, pattern):
+        return set(self("KEYS", pattern))
+
+    def pttl(self, key):
+        return self("PTTL", key)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, et, ev, tb):
+        self.close()
+        return False
+
+    async def __aenter__(self):
+        return await in_thread(self.start)
+
+    async def __aexit__(self, et, ev, tb):
+        await in_thread(self.close)
+        return False
+
+
+class Subscriber:
+    """SUBSCRIBE to channels on a raw socket in a thread; records every
+    message as (monotonic time, channel, payload str). start() returns once
+    Redis has confirmed every subscription."""
+
+    def __init__(self, redis, *channels):
+        self.port = redis.port if isinstance(redis, RedisServer) else int(redis)
+        self.channels = list(channels)
+        self.msgs = []
+        self.cond = threading.Condition()
+        self.error = None
+        self.sock = None
+        self.thread = None
+
+    def start(self, timeout=5.0):
+        self.sock = socket.create_connection((HOST, self.port), timeout=timeout)
+        self.f = self.sock.makefile("rb")
+        self.sock.sendall(_resp_encode(["SUBSCRIBE"] + self.channels))
+        for _ in self.channels:
+            r = _resp_read(self.f)
+            check(isinstance(r, list) and r and r[0] == "subscribe",
+                  f"unexpected SUBSCRIBE reply {r!r}")
+        self.sock.settimeout(None)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        return self
+
+    def _run(self):
+        try:
+            while True:
+                r = _resp_read(self.f)
+                if isinstance(r, list) and len(r) == 3 and r[0] == "message":
+                    with self.cond:
+                        self.msgs.append((time.monotonic(), r[1], r[2]))
+                        self.cond.notify_all()
+        except (OSError, EOFError, ValueError) as e:
+            with self.cond:
+                self.error = e
+                self.cond.notify_all()
+
+    def messages(self, channel=None):
+        with self.cond:
+            return [m for m in self.msgs if channel is None or m[1] == channel]
+
+    def events(self, channel=None):
+        """Payloads parsed as JSON (a payload that is not JSON is kept as the
+        raw string so that assertions show it): list of (time, obj)."""
+        out = []
+        for t, ch, data in self.messages(channel):
+            try:
+                out.append((t, json.loads(data)))
+            except ValueError:
+                out.append((t, data))
+        return out
+
+    def wait_for(self, pred, timeout):
+        """Wait until pred(list of messages) holds; returns whether it did."""
+        deadline = time.monotonic() + timeout
+        with self.cond:
+            while not pred(list(self.msgs)):
+                left = deadline - time.monotonic()
+                if left <= 0 or (self.error is not None):
+                    return pred(list(self.msgs))
+                self.cond.wait(left)
+            return True
+
+    def close(self):
+        if self.sock is not None:
+            try:
+                self.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            try:
+                self.sock.close()
+            except OSError:
+                pass
+        if self.thread is not None:
+            self.thread.join(2)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, et, ev, tb):
+        self.close()
+        return False
+
+
+def random_prefix():
+    """A fresh redis.key-prefix per test ("t1a2b3c4:")."""
+    return "t" + os.urandom(4).hex() + ":"
+
+
+CLUSTER_TIMINGS = {
+    "heartbeat": "200ms",
+    "ttl": "1s",
+    "grace": "300ms",
+}
+
+
+def cluster_node(redis, prefix, node_id, *opts, heartbeat=None, ttl=None,
+                 grace=None, **kw):
+    """A Node in cluster mode on `redis` (a RedisServer or a port) with short
+    timings; its listening line must say presence=redis. node_id None = let
+    the node generate one."""
+    port = redis.port if isinstance(redis, RedisServer) else int(redis)
+    args = [f"--redis.url=redis://{HOST}:{port}",
+            f"--redis.key-prefix={prefix}",
+            f"--cluster.heartbeat-interval={heartbeat or CLUSTER_TIMINGS['heartbeat']}",
+            f"--cluster.node-ttl={ttl or CLUSTER_TIMINGS['ttl']}",
+            f"--presence.grace-period={grace or CLUSTER_TIMINGS['grace']}"]
+    if node_id is not None:
+        args.append(f"--cluster.node-id={node_id}")
+    return Node(*(args + list(opts)), presence="redis", **kw)
+
+
+def wait_ready(node, timeout=2.0):
+    """Poll /readyz until 200 (SPEC 2: accepting and, in cluster mode, Redis
+    up). A node may print its listening line before its Redis connections
+    are up; cluster cases that need Redis start from a ready node."""
+    poll_until(lambda: http(node, "GET", "/readyz").status == 200, timeout,
+               what=f"/readyz 200 on node {node.node}")
+    return node
+
+
+def poll_until(fn, timeout, interval=0.02, what="condition"):
+    """Blocking: call fn() until it returns a truthy value; returns it.
+    Fails with the last value after timeout. fn may raise OSError/EOFError
+    (Redis unreachable), which counts as not yet."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        try:
+            last = fn()
+            if last:
+                return last
+        except (OSError, EOFError, RedisError) as e:
+            last = e
+        if time.monotonic() > deadline:
+            fail(f"{what} not reached within {timeout}s (last: {last!r})")
+        time.sleep(interval)
+
+
+async def apoll_until(fn, timeout, interval=0.02, what="condition"):
+    """poll_until for async tests: fn is a plain (fast, blocking) callable
+    or a coroutine function."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        try:
+            last = fn()
+            if inspect.isawaitable(last):
+                last = await last
+            if last:
+                return last
+        except (OSError, EOFError, RedisError) as e:
+            last = e
+        if time.monotonic() > deadline:
+            fail(f"{what} not reached within {timeout}s (last: {last!r})")
+        await asyncio.sleep(interval)
 
 
 # --------------------------------------------------------------------------
