@@ -200,7 +200,8 @@ cluster_actor::behavior_type cluster(cluster_ptr self, redis_settings cfg, hub_a
         on_remote(self, channel, message);
       },
       // The subscriber subscribes again by itself once Redis is back.
-      [](redis_state_atom, bool up) {
+      [self](redis_state_atom, bool up) {
+        self->state.st->pubsub_up.store(up ? 1 : 0, std::memory_order_relaxed);
         CAF_LOG_INFO("pub/sub connection" << CAF_ARG2("redis", up ? "up" : "down"));
       },
   };

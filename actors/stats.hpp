@@ -47,6 +47,10 @@ struct stats {
   counter presence_online{0};
   counter presence_offline{0};
   gauge redis_up{0};
+  // The pub/sub connection is up with every channel confirmed. Not exported;
+  // /readyz needs it, since a node that has not yet subscribed P`presence`
+  // would miss transitions.
+  gauge pubsub_up{0};
   counter redis_errors{0};
 
   void closed(close_reason r) { bump(connections_closed[index(r)]); }

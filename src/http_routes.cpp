@@ -117,7 +117,8 @@ http_response readyz(server_context& ctx) {
   if (!ctx.accepting)
     return error_response(http::status::service_unavailable, "not_ready",
                           "the node is shutting down");
-  if (cluster_mode(ctx.opt) && !redis_up(ctx))
+  if (cluster_mode(ctx.opt) &&
+      !(redis_up(ctx) && ctx.st.pubsub_up.load(std::memory_order_relaxed) > 0))
     return error_response(http::status::service_unavailable, "not_ready",
                           "Redis is down");
   return json_response(http::status::ok, json::object{{"status", "ready"}});
