@@ -109,12 +109,20 @@ void shut_down(caf::actor_system& system, server_context& ctx, const node_actors
                  CAF_LOG_WARNING("connections still open at shutdown timeout"
                                  << CAF_ARG(err));
                });
-  if (a.cluster)
+  if (a.cluster) {
+    // Let the grace period of the users just closed run out first: a client
+    // that reconnects to another node within it keeps its user online, so a
+    // rolling restart does not flap presence (SPEC 4.3) and the node still
+    // withdraws before it exits (SPEC 4.7).
+    auto grace = ctx.opt.grace_period + std::chrono::milliseconds(50);
+    std::this_thread::sleep_until(
+        std::min(std::chrono::steady_clock::now() + grace, deadline - withdrawal));
     self->request(a.presence, until(deadline), withdraw_atom::value)
         .receive([](bool) {},
                  [](caf::error& err) {
                    CAF_LOG_WARNING("presence not withdrawn from Redis" << CAF_ARG(err));
                  });
+  }
   if (drained.wait_until(deadline) != std::future_status::ready)
     ioc.stop();
 }

@@ -753,6 +753,32 @@ async def g7_sigterm_withdraws_before_exit():
         await close_all(watcher, *only_a, *both)
 
 
+@case
+async def g3_g7_rolling_restart_reconnect_elsewhere_no_flap():
+    """A deploy: the node is stopped with SIGTERM, its client is told 1001 and
+    reconnects to another node at once. The user never goes offline (4.3) and
+    the stopped node's entries are still gone when it exits (4.7)."""
+    k = Keys(random_prefix())
+    async with RedisServer() as rs, contextlib.AsyncExitStack() as st:
+        sub = st.enter_context(Subscriber(rs, k.channel))
+        a, b = await start_nodes(st, rs, k, ["rr-a", "rr-b"])
+        c = await Client.connect(a, 140)
+        await wait_online(rs, k, 140)
+        a.signal(signal.SIGTERM)
+        await asyncio.wait_for(c.ws.wait_closed(), 3.0)
+        eq(c.ws.close_code, 1001, "close code from the stopping node")
+        again = await Client.connect(b, 140)
+        rc = await in_thread(lambda: a.wait_exit(10))
+        eq(rc, 0, "exit status after SIGTERM")
+        eq(rs.exists(k.node("rr-a")), False, f"SPEC 4.7: {k.node('rr-a')} after the exit")
+        eq(rs.hgetall(k.presence(140)), {"rr-b": "1"}, f"{k.presence(140)} after the exit")
+        check("140" in rs.smembers(k.online), "SPEC 4.3: user 140 left the online set")
+        await asyncio.sleep(DUP_WINDOW)
+        eq(events(sub, k, 140, False), [],
+           "SPEC 4.3: offline events for a user that reconnected within the grace period")
+        await close_all(again)
+
+
 # ---------------------------------------------------------------- clients and API
 
 
