@@ -135,6 +135,14 @@ void sweep(connection_ptr self) {
   close(self, close_code::going_away, close_reason::stale);
 }
 
+// The token this connection was admitted with has expired (SPEC section 2,
+// `exp` honoured): the identity no longer holds.
+void expire(connection_ptr self) {
+  CAF_LOG_DEBUG("token expired" << CAF_ARG2("actor", self->id())
+                                << CAF_ARG2("user", self->state.user));
+  close(self, close_code::policy, close_reason::policy);
+}
+
 // -- rate limit: a token bucket of `rate_limit` per second, burst twice that --
 
 bool take_token(connection_ptr self, time_point now) {
@@ -254,6 +262,7 @@ connection_actor::behavior_type admitting() {
       [](sweep_atom) { return caf::skip; },
       [](shutdown_atom) { return caf::skip; },
       [](changed_atom, user_id, bool) { return caf::skip; },
+      [](expire_atom) { return caf::skip; },
   };
 }
 
@@ -277,6 +286,7 @@ connection_actor::behavior_type open(connection_ptr self) {
       [self](changed_atom, user_id user, bool online) {
         enqueue(self, protocol::presence_changed(user, online));
       },
+      [self](expire_atom) { expire(self); },
   };
 }
 
@@ -303,6 +313,7 @@ connection_actor::behavior_type upgrading(connection_ptr self) {
         close(self, close_code::going_away, close_reason::shutdown);
       },
       [](changed_atom, user_id, bool) { return caf::skip; },
+      [self](expire_atom) { expire(self); },
   };
 }
 
@@ -320,7 +331,8 @@ void on_admission(connection_ptr self, admission verdict, std::string id) {
 connection_actor::behavior_type connection(connection_ptr self, connection_settings cfg,
                                            hub_actor hub, presence_actor presence,
                                            stats* st, transport_ptr socket, user_id user,
-                                           std::string remote) {
+                                           std::string remote,
+                                           std::optional<caf::timespan> lifetime) {
   auto& s = self->state;
   s.cfg = std::move(cfg);
   s.hub = std::move(hub);
@@ -333,6 +345,12 @@ connection_actor::behavior_type connection(connection_ptr self, connection_setti
   s.tokens = 2.0 * s.cfg.rate_limit;
   CAF_LOG_DEBUG("spawn" << CAF_ARG2("actor", self->id()) << CAF_ARG(user)
                         << CAF_ARG2("remote", s.remote));
+  // Only a connection whose token expires has this timer; while admitting
+  // the expiry waits in the mailbox like every other message.
+  if (lifetime && *lifetime > caf::timespan{0})
+    self->delayed_send(handle_of(self), *lifetime, expire_atom::value);
+  else if (lifetime)
+    self->send(handle_of(self), expire_atom::value);
   self->request(s.hub, caf::infinite, register_atom::value, user, handle_of(self))
       .then([self](admission verdict,
                    std::string& id) { on_admission(self, verdict, std::move(id)); },
@@ -348,9 +366,10 @@ connection_actor::behavior_type connection(connection_ptr self, connection_setti
 connection_actor spawn_connection(caf::actor_system& sys, connection_settings cfg,
                                   hub_actor hub, presence_actor presence, stats& st,
                                   transport_ptr socket, user_id user,
-                                  std::string remote_address) {
+                                  std::string remote_address,
+                                  std::optional<caf::timespan> lifetime) {
   return sys.spawn(connection, std::move(cfg), std::move(hub), std::move(presence), &st,
-                   std::move(socket), user, std::move(remote_address));
+                   std::move(socket), user, std::move(remote_address), lifetime);
 }
 
 } // namespace hubnode

@@ -7,15 +7,19 @@
 #include "actors/stats.hpp"
 #include "actors/transport.hpp"
 
+#include <optional>
+
 #include "caf/actor_system.hpp"
 
 namespace hubnode {
 
 // Registers with the hub at once; the socket is accepted or rejected only
-// when the hub has answered.
+// when the hub has answered. With a `lifetime` (a JWT with `exp`: the time
+// left until it expires) the connection is closed with 1008 when it runs out.
 connection_actor spawn_connection(caf::actor_system& sys, connection_settings cfg,
                                   hub_actor hub, presence_actor presence, stats& st,
                                   transport_ptr socket, user_id user,
-                                  std::string remote_address);
+                                  std::string remote_address,
+                                  std::optional<caf::timespan> lifetime = std::nullopt);
 
 } // namespace hubnode

@@ -52,6 +52,7 @@ using event_atom = caf::atom_constant<caf::atom("event")>;
 using withdraw_atom = caf::atom_constant<caf::atom("withdraw")>;
 using heartbeat_atom = caf::atom_constant<caf::atom("heartbeat")>;
 using cluster_atom = caf::atom_constant<caf::atom("cluster")>;
+using expire_atom = caf::atom_constant<caf::atom("expire")>;
 
 // Told of every Redis up (true) / down (false) transition.
 using redis_listener = caf::typed_actor<caf::reacts_to<redis_state_atom, bool>>;
@@ -95,7 +96,9 @@ using connection_actor = caf::typed_actor<
     caf::reacts_to<deliver_atom, payload>, caf::reacts_to<ping_atom>,
     caf::reacts_to<sweep_atom>, caf::reacts_to<shutdown_atom>,
     // from presence: a watched user went online (true) or offline (false)
-    caf::reacts_to<changed_atom, user_id, bool>>;
+    caf::reacts_to<changed_atom, user_id, bool>,
+    // its own timer: the JWT of this connection expired (jwt mode, `exp` only)
+    caf::reacts_to<expire_atom>>;
 
 // One per node: who is connected here, and routing to them.
 using hub_actor = caf::typed_actor<

@@ -104,10 +104,11 @@ std::string check_values(const node_options& opt) {
   if (opt.auth_mode != "userid" && opt.auth_mode != "jwt")
     return fmt::format("unknown auth.mode \"{}\" (expected \"userid\" or \"jwt\")",
                        opt.auth_mode);
+  // The reason names the rule, never the secret.
   if (opt.auth_mode == "jwt" && opt.jwt_secret.empty())
-    return "auth.mode = \"jwt\" requires auth.jwt-secret";
-  if (opt.auth_mode == "jwt")
-    return "auth.mode = \"jwt\" is not available in this build yet";
+    return "auth.mode = \"jwt\" requires auth.jwt-secret (at least 32 bytes)";
+  if (opt.auth_mode == "jwt" && opt.jwt_secret.size() < 32)
+    return "auth.jwt-secret must be at least 32 bytes when auth.mode = \"jwt\"";
   if (!opt.redis_url.empty() && !parse_redis_url(opt.redis_url))
     return fmt::format("unparsable redis.url \"{}\" (expected "
                        "redis://[:password@]host:port[/db])",

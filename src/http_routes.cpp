@@ -4,11 +4,14 @@
 #include "src/http_routes.hpp"
 
 #include "src/ask.hpp"
+#include "src/http_target.hpp"
+#include "src/jwt.hpp"
 #include "src/metrics.hpp"
 #include "src/protocol.hpp"
 #include "src/user_id.hpp"
 
 #include <boost/json.hpp>
+#include <chrono>
 #include <optional>
 
 namespace hubnode {
@@ -30,56 +33,6 @@ http_response make_response(http::status status, std::string body,
 
 http_response json_response(http::status status, const json::value& body) {
   return make_response(status, json::serialize(body), "application/json");
-}
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F')
-    return c - 'A' + 10;
-  return -1;
-}
-
-// application/x-www-form-urlencoded decoding; a broken escape is kept
-// verbatim, so it fails the id check instead of being silently altered.
-std::string url_decode(std::string_view text) {
-  std::string out;
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    if (text[i] == '+') {
-      out += ' ';
-    } else if (text[i] == '%' && i + 2 < text.size() && hex_value(text[i + 1]) >= 0 &&
-               hex_value(text[i + 2]) >= 0) {
-      out += static_cast<char>(hex_value(text[i + 1]) * 16 + hex_value(text[i + 2]));
-      i += 2;
-    } else {
-      out += text[i];
-    }
-  }
-  return out;
-}
-
-std::string_view path_of(std::string_view target) {
-  return target.substr(0, target.find('?'));
-}
-
-// The first value of query parameter `name`, or nothing when absent.
-std::optional<std::string> query_param(std::string_view target, std::string_view name) {
-  auto mark = target.find('?');
-  if (mark == std::string_view::npos)
-    return std::nullopt;
-  auto query = target.substr(mark + 1);
-  while (!query.empty()) {
-    auto amp = query.find('&');
-    auto pair = query.substr(0, amp);
-    auto eq = pair.find('=');
-    if (url_decode(pair.substr(0, eq)) == name)
-      return eq == std::string_view::npos ? std::string{}
-                                          : url_decode(pair.substr(eq + 1));
-    query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
-  }
-  return std::nullopt;
 }
 
 http_response method_not_allowed() {
@@ -264,10 +217,52 @@ std::optional<http_response> check_handshake(server_context& ctx,
   return std::nullopt;
 }
 
+bool iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() &&
+         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) ==
+                  std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
+// The JWT of an upgrade: `Authorization: Bearer T` wins over `token=T`.
+std::optional<std::string> token_of(const http_request& req) {
+  constexpr std::string_view scheme = "Bearer ";
+  auto header = req[http::field::authorization];
+  std::string_view value{header.data(), header.size()};
+  if (value.size() > scheme.size() && iequals(value.substr(0, scheme.size()), scheme))
+    return std::string{value.substr(scheme.size())};
+  if (auto query = query_param(req.target(), "token"); query && !query->empty())
+    return query;
+  return std::nullopt;
+}
+
+// jwt mode (SPEC section 2). The token is never logged, and the answer does
+// not tell a forger which check failed.
+std::variant<user_id, http_response> check_token(server_context& ctx,
+                                                 const http_request& req,
+                                                 std::optional<std::int64_t>* expires) {
+  auto token = token_of(req);
+  if (!token)
+    return refuse(ctx, rejection::unauthorized, http::status::unauthorized,
+                  "unauthorized", "a bearer token is required");
+  auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                 std::chrono::system_clock::now().time_since_epoch())
+                 .count();
+  auto identity = verify_jwt(*token, ctx.opt.jwt_secret, now);
+  if (!identity)
+    return refuse(ctx, rejection::unauthorized, http::status::unauthorized,
+                  "unauthorized", "invalid or expired token");
+  if (expires)
+    *expires = identity->expires;
+  return identity->user;
+}
+
 } // namespace
 
 std::variant<user_id, http_response> check_upgrade(server_context& ctx,
-                                                   const http_request& req) {
+                                                   const http_request& req,
+                                                   std::optional<std::int64_t>* expires) {
   auto& origins = ctx.opt.allowed_origins;
   if (auto origin = req.find(http::field::origin);
       origin != req.end() && !origins.empty() &&
@@ -277,6 +272,8 @@ std::variant<user_id, http_response> check_upgrade(server_context& ctx,
   }
   if (auto bad = check_handshake(ctx, req))
     return std::move(*bad);
+  if (ctx.opt.auth_mode == "jwt")
+    return check_token(ctx, req, expires);
   auto text = query_param(req.target(), "userId");
   if (!text || text->empty()) {
     return refuse(ctx, rejection::validation, http::status::bad_request, "validation",

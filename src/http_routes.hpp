@@ -7,7 +7,9 @@
 #include "src/server_context.hpp"
 
 #include <boost/beast/http.hpp>
+#include <cstdint>
 #include <functional>
+#include <optional>
 #include <variant>
 
 namespace hubnode {
@@ -23,9 +25,11 @@ using responder = std::function<void(http_response)>;
 void handle_http(server_context& ctx, const http_request& req, responder reply);
 
 // Origin and identity checks of a /ws upgrade: the user to admit, or the
-// rejection to send.
-std::variant<user_id, http_response> check_upgrade(server_context& ctx,
-                                                   const http_request& req);
+// rejection to send. In jwt mode `expires` (when given) receives the token's
+// `exp` in unix seconds, if it has one.
+std::variant<user_id, http_response>
+check_upgrade(server_context& ctx, const http_request& req,
+              std::optional<std::int64_t>* expires = nullptr);
 
 // A JSON error body of SPEC section 2.
 http_response error_response(http::status status, std::string_view code,

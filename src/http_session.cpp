@@ -81,13 +81,14 @@ void http_session::handle(http_request req) {
 }
 
 void http_session::upgrade(http_request req) {
-  auto checked = check_upgrade(ctx_, req);
+  std::optional<std::int64_t> expires;
+  auto checked = check_upgrade(ctx_, req, &expires);
   if (auto res = std::get_if<http_response>(&checked)) {
     keep_alive_ = false;
     return send(std::move(*res));
   }
   std::make_shared<websocket_session>(stream_.release_socket(), ctx_)
-      ->run(std::move(req), std::get<user_id>(checked));
+      ->run(std::move(req), std::get<user_id>(checked), expires);
 }
 
 void http_session::send(http_response res) {

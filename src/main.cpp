@@ -166,8 +166,9 @@ int main(int argc, char** argv) {
     stop_actors(actors);
     return 2;
   }
-  CAF_LOG_WARNING("auth.mode = userid trusts the client's userId parameter; "
-                  "use it for development only");
+  if (cfg.opt.auth_mode == "userid")
+    CAF_LOG_WARNING("auth.mode = userid trusts the client's userId parameter; "
+                    "use it for development only");
   net::signal_set signals{ioc, SIGINT, SIGTERM};
   auto signal = catch_signals(signals);
   lst->run();

@@ -32,6 +32,20 @@ constexpr std::size_t first_read = 128;
 constexpr std::size_t next_read = 64 * 1024;
 constexpr std::size_t idle_buffer_limit = 4096;
 
+// The time left until `expires` (unix seconds) as a delay for the actor
+// clock; nothing for a token without `exp` or one that outlives any
+// connection (more than ten years away).
+std::optional<caf::timespan> lifetime_of(std::optional<std::int64_t> expires) {
+  using namespace std::chrono;
+  if (!expires)
+    return std::nullopt;
+  auto now = system_clock::now().time_since_epoch();
+  constexpr std::int64_t ten_years = 10LL * 366 * 24 * 3600;
+  if (*expires - duration_cast<seconds>(now).count() > ten_years)
+    return std::nullopt;
+  return duration_cast<caf::timespan>(seconds{*expires} - now);
+}
+
 std::string remote_of(const tcp::socket& socket) {
   beast::error_code ec;
   auto endpoint = socket.remote_endpoint(ec);
@@ -67,11 +81,12 @@ void websocket_session::on_strand(F&& f) {
                                      f = std::forward<F>(f)]() mutable { f(*self); });
 }
 
-void websocket_session::run(http_request req, user_id user) {
+void websocket_session::run(http_request req, user_id user,
+                            std::optional<std::int64_t> expires) {
   request_ = std::make_unique<http_request>(std::move(req));
-  actor_ =
-      spawn_connection(ctx_.system, ctx_.connection, ctx_.hub, ctx_.presence, ctx_.st,
-                       shared_from_this(), user, remote_of(ws_.next_layer()));
+  actor_ = spawn_connection(ctx_.system, ctx_.connection, ctx_.hub, ctx_.presence,
+                            ctx_.st, shared_from_this(), user,
+                            remote_of(ws_.next_layer()), lifetime_of(expires));
   // However the actor ends, its socket must not outlive it.
   actor_->attach_functor([weak = weak_from_this()](const caf::error&) {
     if (auto self = weak.lock())

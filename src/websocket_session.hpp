@@ -26,7 +26,8 @@ public:
 
   // Spawns the connection actor, which asks the hub to admit `user` and then
   // calls accept() or reject().
-  void run(http_request req, user_id user);
+  // `expires`: the unix second the connection's JWT expires, if it does.
+  void run(http_request req, user_id user, std::optional<std::int64_t> expires = {});
 
   void accept() override;
   void reject(admission why) override;

@@ -106,6 +106,7 @@ probe(connection_actor::pointer self, std::shared_ptr<probe_log> log, bool stubb
       [log](changed_atom, user_id user, bool online) {
         log->changes.emplace_back(user, online);
       },
+      [](expire_atom) {},
   };
 }
 

@@ -357,3 +357,35 @@ TEST_CASE_FIXTURE(connection_fixture,
   REQUIRE(done->has_value());
   CHECK(std::get<0>(**done));
 }
+
+TEST_CASE_FIXTURE(connection_fixture,
+                  "connection: a token that expires while open closes it with 1008") {
+  auto socket = std::make_shared<fake_transport>();
+  auto conn = spawn_connection(sys, cfg, hub, presence, st, socket, 7, "192.0.2.1:1",
+                               caf::timespan{90s});
+  run();
+  send(conn, upgraded_atom::value);
+  client c{socket, conn};
+  drain(c);
+  auto plain = open(8); // no token expiry: no timer
+  advance(89s);
+  CHECK(socket->closes.empty());
+  advance(1s);
+  CHECK(socket->closes == codes{close_code::policy});
+  CHECK(closed(st, close_reason::policy) == 1);
+  CHECK(st.connections_active == 1);
+  advance(1000s);
+  CHECK(plain.socket->closes.empty());
+  CHECK(socket->closes.size() == 1);
+}
+
+TEST_CASE_FIXTURE(connection_fixture,
+                  "connection: a token expired before the upgrade closes it at once") {
+  auto socket = std::make_shared<fake_transport>();
+  auto conn = spawn_connection(sys, cfg, hub, presence, st, socket, 7, "192.0.2.1:1",
+                               caf::timespan{-1s});
+  run();
+  CHECK(socket->closes == codes{close_code::policy});
+  CHECK(closed(st, close_reason::policy) == 1);
+  CHECK(st.connections_active == 0);
+}

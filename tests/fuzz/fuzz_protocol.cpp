@@ -1,0 +1,80 @@
+// libFuzzer target: the client-frame decoder of SPEC section 3
+// (hubnode::protocol::parse_request) and the error frame built from its
+// result. Built and run by tests/fuzz/run.sh.
+#include "src/protocol.hpp"
+
+#include <algorithm>
+#include <boost/json.hpp>
+#include <cstdint>
+#include <cstdlib>
+#include <string_view>
+
+namespace {
+
+namespace json = boost::json;
+
+void check(bool ok) {
+  if (!ok)
+    std::abort();
+}
+
+std::string_view view(const json::string& s) {
+  return {s.data(), s.size()};
+}
+
+json::object parse_frame(const std::string& text) {
+  json::error_code ec;
+  auto value = json::parse(text, ec);
+  check(!ec && value.is_object());
+  return value.as_object();
+}
+
+} // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  using hubnode::inbound;
+  namespace protocol = hubnode::protocol;
+  auto in = protocol::parse_request({reinterpret_cast<const char*>(data), size});
+
+  // Exactly one of "a request" and "an error with a code and a message".
+  if (in.type == inbound::kind::invalid) {
+    check(!in.error_code.empty() && !in.error_message.empty());
+    check(in.error_code == "bad_request" || in.error_code == "unknown_type" ||
+          in.error_code == "invalid_recipient");
+  } else {
+    check(in.error_code.empty() && in.error_message.empty());
+  }
+  check(in.has_ref || in.ref.empty());
+  // At most 64 code points of at most 4 bytes each.
+  check(in.ref.size() <= protocol::max_ref_length * 4);
+  check(in.user_ids.size() <= protocol::max_user_ids);
+  auto ids = in.user_ids;
+  std::sort(ids.begin(), ids.end());
+  check(std::adjacent_find(ids.begin(), ids.end()) == ids.end());
+  if (in.type == inbound::kind::send) {
+    json::error_code ec;
+    json::parse(in.data, ec); // `data` is forwarded verbatim: it must be JSON
+    check(!ec);
+  }
+
+  // Whatever the frame held, the answer the node sends back (error frame with
+  // the echoed ref and message, or a message frame carrying `data`) is valid
+  // JSON and carries the strings unchanged.
+  if (in.type == inbound::kind::invalid) {
+    auto frame =
+        parse_frame(protocol::error(in.error_code, in.error_message, in.ref, in.has_ref));
+    check(view(frame.at("code").as_string()) == in.error_code);
+    check(view(frame.at("message").as_string()) == in.error_message);
+    check(frame.contains("ref") == in.has_ref);
+    if (in.has_ref)
+      check(view(frame.at("ref").as_string()) == in.ref);
+  } else if (in.type == inbound::kind::send) {
+    auto frame = parse_frame(protocol::message("id-1", "42", in.data, 1));
+    check(frame.contains("data"));
+  } else if (in.type == inbound::kind::ping) {
+    parse_frame(protocol::pong(in.ref, in.has_ref));
+  } else {
+    parse_frame(protocol::presence(in.user_ids, in.user_ids));
+  }
+  return 0;
+}

@@ -1,0 +1,190 @@
+"""SPEC section 2 (Identity at the upgrade), auth.mode=jwt: HS256 tokens from
+the Authorization header or the token= query parameter, expiry while open,
+bad configuration, and that neither the secret nor a token is ever logged."""
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import (Node, RawWS, assert_error, case, check, eq, last_line,  # noqa: E402
+                     metric, run_once, tail, upgrade)
+
+SECRET = "jwt-test-secret-" + "k" * 32  # 48 bytes
+JWT = ["--auth.mode=jwt", f"--auth.jwt-secret={SECRET}"]
+
+
+def b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def make_token(claims, secret=SECRET, header=None):
+    h = b64url(json.dumps(header or {"alg": "HS256", "typ": "JWT"}).encode())
+    p = b64url(json.dumps(claims).encode())
+    sig = hmac.new(secret.encode(), f"{h}.{p}".encode(), hashlib.sha256).digest()
+    return f"{h}.{p}.{b64url(sig)}"
+
+
+def bearer(token):
+    return {"Authorization": f"Bearer {token}"}
+
+
+def welcome_of(n, headers=None, path="/ws"):
+    resp, sock, left = upgrade(n, headers=headers, path=path)
+    check(resp.status == 101, f"upgrade {path} answered {resp.status} {resp.body[:200]!r}")
+    c = RawWS(sock, left)
+    first = c.recv_json()
+    eq(first.get("type"), "welcome", "first frame")
+    return c, first
+
+
+def unauthorized(n, headers=None, path="/ws", what=""):
+    resp, _, _ = upgrade(n, headers=headers, path=path)
+    assert_error(resp, 401, "unauthorized", what)
+
+
+@case
+def header_token_admits_sub():
+    with Node(*JWT) as n:
+        c, w = welcome_of(n, bearer(make_token({"sub": "42"})))
+        eq(w.get("userId"), "42", "welcome userId")
+        c.close()
+        c, w = welcome_of(n, bearer(make_token({"sub": "007",
+                                                "exp": int(time.time()) + 600})))
+        eq(w.get("userId"), "7", "welcome userId of sub 007")
+        c.close()
+
+
+@case
+def query_token_admits_sub_and_userid_is_ignored():
+    with Node(*JWT) as n:
+        c, w = welcome_of(n, path=f"/ws?token={make_token({'sub': '43'})}&userId=99")
+        eq(w.get("userId"), "43", "welcome userId")
+        c.close()
+        # userId alone is no identity in jwt mode
+        unauthorized(n, path="/ws?userId=5", what="userId without a token")
+
+
+@case
+def header_wins_over_query():
+    with Node(*JWT) as n:
+        good, bad = make_token({"sub": "1"}), make_token({"sub": "2"}, secret="x" * 40)
+        c, w = welcome_of(n, bearer(good), path=f"/ws?token={bad}")
+        eq(w.get("userId"), "1", "header token used")
+        c.close()
+        unauthorized(n, bearer(bad), path=f"/ws?token={good}", what="bad header, good query")
+
+
+@case
+def bad_tokens_are_401_unauthorized():
+    now = int(time.time())
+    good = make_token({"sub": "42"})
+    h, p, s = good.split(".")
+    bad = {
+        "missing": None,
+        "empty bearer": "",
+        "garbage": "not-a-jwt",
+        "two segments": f"{h}.{p}",
+        "four segments": f"{good}.{s}",
+        "wrong secret": make_token({"sub": "42"}, secret="w" * 48),
+        "alg none": make_token({"sub": "42"}, header={"alg": "none"}),
+        "alg none unsigned": b64url(b'{"alg":"none"}') + f".{p}.",
+        "alg HS512": make_token({"sub": "42"}, header={"alg": "HS512"}),
+        "no alg": make_token({"sub": "42"}, header={"typ": "JWT"}),
+        "padding": good + "=",
+        "standard base64": f"{h}.{p}.{s.replace('-', '+').replace('_', '/')}x",
+        "expired": make_token({"sub": "42", "exp": now - 10}),
+        "not yet valid": make_token({"sub": "42", "nbf": now + 600}),
+        "sub missing": make_token({"exp": now + 600}),
+        "sub number": make_token({"sub": 42}),
+        "sub abc": make_token({"sub": "abc"}),
+        "sub -1": make_token({"sub": "-1"}),
+        "sub too big": make_token({"sub": "18446744073709551616"}),
+        # just over the 8 KiB token limit
+        "oversized": make_token({"sub": "42", "pad": "x" * 6100}),
+    }
+    check(8192 < len(bad["oversized"]) < 8400, f"oversized is {len(bad['oversized'])}")
+    with Node(*JWT) as n:
+        before = metric(n, "hubnode_handshakes_rejected_total", reason="unauthorized") or 0
+        count = 0
+        for what, tok in bad.items():
+            if tok is None:
+                unauthorized(n, what=what)
+            else:
+                unauthorized(n, {"Authorization": f"Bearer {tok}"}, what=what + " (header)")
+                if what != "oversized":  # a target that long is the router's business
+                    unauthorized(n, path=f"/ws?token={tok}", what=what + " (query)")
+                    count += 1
+            count += 1
+        after = metric(n, "hubnode_handshakes_rejected_total", reason="unauthorized")
+        eq(after - before, count, "rejected{reason=unauthorized}")
+        # still serving well-behaved clients
+        c, w = welcome_of(n, bearer(good))
+        eq(w.get("userId"), "42", "welcome after the bad ones")
+        c.close()
+
+
+@case
+def token_expiring_while_open_closes_1008():
+    with Node(*JWT) as n:
+        exp = time.time() + 1.5
+        c, w = welcome_of(n, bearer(make_token({"sub": "9", "exp": exp})))
+        stay, _ = welcome_of(n, bearer(make_token({"sub": "10"})))
+        end = c.wait_end(5, answer_pings=True)
+        at = time.time()
+        eq(end, ("close", 1008), "close at expiry")
+        check(at >= exp - 0.05, f"closed {exp - at:.2f}s before exp")
+        check(at <= exp + 1.5, f"closed {at - exp:.2f}s after exp")
+        c.close()
+        stay.send_json({"type": "ping", "ref": "p"})
+        eq(stay.recv_json(answer_pings=True), {"type": "pong", "ref": "p"},
+           "token without exp still open")
+        stay.close()
+
+
+@case
+def jwt_without_or_with_short_secret_exits_2():
+    for args, words in [
+        (["--auth.mode=jwt"], ["jwt-secret"]),
+        (["--auth.mode=jwt", "--auth.jwt-secret=short-secret-31-bytes-long-xxxx"],
+         ["32 bytes"]),
+    ]:
+        rc, out, err = run_once(["--server.port=0"] + args)
+        eq(rc, 2, f"exit status for {args}; stderr {tail(err, 3)!r}")
+        eq(out, "", "stdout")
+        last = last_line(err)
+        check(any(w in last for w in words), f"last stderr line {last!r} lacks {words}")
+        check("short-secret" not in err, f"the secret is in stderr: {err!r}")
+    # exactly 32 bytes is enough
+    with Node("--auth.mode=jwt", "--auth.jwt-secret=" + "s" * 32):
+        pass
+
+
+@case
+def secret_and_tokens_never_logged():
+    tok = make_token({"sub": "77", "exp": int(time.time()) + 600})
+    bad = make_token({"sub": "78"}, secret="b" * 48)
+    n = Node(*JWT, "--logger.console-verbosity=debug", "--server.api-key=api-key-s3cret")
+    with n:
+        c, _ = welcome_of(n, bearer(tok))
+        c.close()
+        c, _ = welcome_of(n, path=f"/ws?token={tok}")
+        c.close()
+        unauthorized(n, bearer(bad))
+        unauthorized(n, path=f"/ws?token={bad}")
+        time.sleep(0.3)
+    err = n.stderr_text()
+    check("userid trusts" not in err, "the userid-mode warning is logged in jwt mode")
+    check("rejected handshake" in err, "rejections are not logged at all")
+    for secret in [SECRET, "api-key-s3cret", tok, bad, tok.split(".")[2],
+                   bad.split(".")[2]]:
+        check(secret not in err, f"stderr holds a secret or token ({secret[:12]}...)")
+
+
+if __name__ == "__main__":
+    from harness import main
+    main()
