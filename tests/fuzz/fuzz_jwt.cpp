@@ -9,11 +9,10 @@
 #include "src/jwt.hpp"
 
 #include "src/user_id.hpp"
+#include "tests/jwt_sign.hpp"
 
 #include <cstdint>
 #include <cstdlib>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <string>
 #include <string_view>
 
@@ -28,35 +27,8 @@ void check(bool ok) {
     std::abort();
 }
 
-std::string base64url(std::string_view bytes) {
-  static constexpr char alphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-  std::string out;
-  std::uint32_t bits = 0;
-  int count = 0;
-  for (unsigned char c : bytes) {
-    bits = (bits << 8) | c;
-    count += 8;
-    while (count >= 6) {
-      count -= 6;
-      out += alphabet[(bits >> count) & 0x3f];
-    }
-  }
-  if (count > 0)
-    out += alphabet[(bits << (6 - count)) & 0x3f];
-  return out;
-}
-
 std::string sign(std::string_view header, std::string_view payload) {
-  auto signed_part = base64url(header) + "." + base64url(payload);
-  unsigned char mac[EVP_MAX_MD_SIZE];
-  unsigned int mac_size = 0;
-  HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
-       reinterpret_cast<const unsigned char*>(signed_part.data()), signed_part.size(),
-       mac, &mac_size);
-  return signed_part + "." +
-         base64url(
-             {reinterpret_cast<const char*>(mac), static_cast<std::size_t>(mac_size)});
+  return hubnode::test::sign_jwt(header, payload, secret);
 }
 
 void check_identity(const std::optional<hubnode::jwt_identity>& id) {

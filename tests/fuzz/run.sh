@@ -58,7 +58,7 @@ build() { # target; leaves $work/$t.failed when the compile fails
   for s in $(sources_of "$t"); do srcs="$srcs $root/$s"; done
   rm -f "$work/$t.failed"
   # shellcheck disable=SC2086
-  if stale "$work/$t" "$root/tests/fuzz/$t.cpp" $srcs; then
+  if stale "$work/$t" "$root/tests/fuzz/$t.cpp" "$root/tests/jwt_sign.hpp" $srcs; then
     # shellcheck disable=SC2086
     if ! "$clang" -std=c++17 -O1 -g -fno-omit-frame-pointer \
       -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \

@@ -1,10 +1,9 @@
 #include "src/log.hpp"
 
 #include "src/jwt.hpp"
+#include "tests/jwt_sign.hpp"
 
 #include <doctest/doctest.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <string>
 
 using hubnode::verify_jwt;
@@ -14,38 +13,16 @@ namespace {
 const std::string secret = "0123456789abcdef0123456789abcdef-test";
 constexpr std::int64_t now = 1700000000;
 
-std::string b64url(std::string_view bytes) {
-  static const char* alphabet =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-  std::string out;
-  std::uint32_t bits = 0;
-  int count = 0;
-  for (unsigned char c : bytes) {
-    bits = (bits << 8) | c;
-    count += 8;
-    while (count >= 6) {
-      count -= 6;
-      out += alphabet[(bits >> count) & 63];
-    }
-  }
-  if (count > 0)
-    out += alphabet[(bits << (6 - count)) & 63];
-  return out;
-}
+using hubnode::test::base64url;
 
 std::string hs256(std::string_view data, std::string_view key = secret) {
-  unsigned char mac[EVP_MAX_MD_SIZE];
-  unsigned int size = 0;
-  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
-       reinterpret_cast<const unsigned char*>(data.data()), data.size(), mac, &size);
-  return std::string(reinterpret_cast<char*>(mac), size);
+  return hubnode::test::hs256(data, key);
 }
 
 std::string token(std::string_view payload,
                   std::string_view header = R"({"alg":"HS256","typ":"JWT"})",
                   std::string_view key = secret) {
-  auto signed_part = b64url(header) + "." + b64url(payload);
-  return signed_part + "." + b64url(hs256(signed_part, key));
+  return hubnode::test::sign_jwt(header, payload, key);
 }
 
 } // namespace
@@ -68,7 +45,8 @@ TEST_CASE("jwt: the signature must match the secret") {
   CHECK(!verify_jwt(tampered, secret, now));
   // a payload swapped under a valid signature
   auto dot = t.find('.');
-  auto forged = t.substr(0, dot + 1) + b64url(R"({"sub":"1"})") + t.substr(t.rfind('.'));
+  auto forged =
+      t.substr(0, dot + 1) + base64url(R"({"sub":"1"})") + t.substr(t.rfind('.'));
   CHECK(!verify_jwt(forged, secret, now));
   CHECK(!verify_jwt(t.substr(0, t.rfind('.') + 1), secret, now));
   CHECK(!verify_jwt(t, "", now));
@@ -77,7 +55,7 @@ TEST_CASE("jwt: the signature must match the secret") {
 TEST_CASE("jwt: only alg HS256 is accepted") {
   CHECK(!verify_jwt(token(R"({"sub":"42"})", R"({"alg":"none"})"), secret, now));
   auto unsigned_token =
-      b64url(R"({"alg":"none"})") + "." + b64url(R"({"sub":"42"})") + ".";
+      base64url(R"({"alg":"none"})") + "." + base64url(R"({"sub":"42"})") + ".";
   CHECK(!verify_jwt(unsigned_token, secret, now));
   CHECK(!verify_jwt(token(R"({"sub":"42"})", R"({"alg":"HS512"})"), secret, now));
   CHECK(!verify_jwt(token(R"({"sub":"42"})", R"({"alg":"hs256"})"), secret, now));
@@ -95,25 +73,25 @@ TEST_CASE("jwt: strict base64url") {
   // the signature (32 bytes) encodes to 43 characters: padding is refused
   CHECK(!verify_jwt(t + "=", secret, now));
   // a header that needs padding, with it
-  auto header = b64url(R"({"alg":"HS256"})"); // 15 bytes -> 20 chars, no padding
-  auto payload = b64url(R"({"sub":"42"} )");  // 13 bytes -> 18 chars
+  auto header = base64url(R"({"alg":"HS256"})"); // 15 bytes -> 20 chars, no padding
+  auto payload = base64url(R"({"sub":"42"} )");  // 13 bytes -> 18 chars
   auto signed_part = header + "." + payload + "==";
-  CHECK(!verify_jwt(signed_part + "." + b64url(hs256(signed_part)), secret, now));
+  CHECK(!verify_jwt(signed_part + "." + base64url(hs256(signed_part)), secret, now));
   // '+' and '/' (standard base64) instead of '-' and '_'
   for (char bad : {'+', '/', ' ', '.', '\0'}) {
     auto s = t;
     s[s.size() - 1] = bad;
     CHECK(!verify_jwt(s, secret, now));
   }
-  auto p = b64url(R"({"sub":"42","x":"??>??>"})");
+  auto p = base64url(R"({"sub":"42","x":"??>??>"})");
   CHECK(p.find_first_of("-_") != std::string::npos);
   auto with_std = p;
   for (auto& c : with_std)
     c = c == '-' ? '+' : c == '_' ? '/' : c;
-  auto h = b64url(R"({"alg":"HS256"})");
-  CHECK(verify_jwt(h + "." + p + "." + b64url(hs256(h + "." + p)), secret, now));
-  CHECK(!verify_jwt(h + "." + with_std + "." + b64url(hs256(h + "." + with_std)), secret,
-                    now));
+  auto h = base64url(R"({"alg":"HS256"})");
+  CHECK(verify_jwt(h + "." + p + "." + base64url(hs256(h + "." + p)), secret, now));
+  CHECK(!verify_jwt(h + "." + with_std + "." + base64url(hs256(h + "." + with_std)),
+                    secret, now));
   // non-canonical trailing bits: the last signature character with its
   // unused low bits set decodes to the same bytes, and is refused
   auto sig = t.substr(t.rfind('.') + 1);
