@@ -285,6 +285,9 @@ async def grace_reconnect_no_offline_event():
         ev = await w.expect("presence_changed")
         eq((ev.get("userId"), ev.get("online")), ("9", True), "online event")
         await u.close()
+        # The client's close returns before the node has unregistered the
+        # connection; a connect before that overlaps rather than reconnects.
+        await poll_metric(n, lambda v: v == 1, "hubnode_connections_active")
         u2 = await Client.connect(n, 9)  # within the grace period
         await asyncio.sleep(1.6)
         await w.quiet(what="reconnect within the grace period (no flapping)")
