@@ -201,6 +201,19 @@ void query_presence(connection_ptr self, user_list users) {
           log_failure("presence query"));
 }
 
+// A watch has no answer unless it is refused.
+void watch_users(connection_ptr self, inbound& in) {
+  self->request(self->state.presence, caf::infinite, watch_atom::value, handle_of(self),
+                std::move(in.user_ids))
+      .then(
+          [self, ref = std::move(in.ref),
+           has_ref = in.has_ref](const std::string& refused) {
+            if (!refused.empty())
+              enqueue(self, protocol::error("bad_request", refused, ref, has_ref));
+          },
+          log_failure("watch"));
+}
+
 void serve(connection_ptr self, inbound& in) {
   auto& st = self->state;
   switch (in.type) {
@@ -212,8 +225,7 @@ void serve(connection_ptr self, inbound& in) {
   case inbound::kind::presence:
     return query_presence(self, std::move(in.user_ids));
   case inbound::kind::watch:
-    return self->send(st.presence, watch_atom::value, handle_of(self),
-                      std::move(in.user_ids));
+    return watch_users(self, in);
   case inbound::kind::unwatch:
     return self->send(st.presence, unwatch_atom::value, handle_of(self),
                       std::move(in.user_ids));

@@ -119,27 +119,27 @@ using hub_actor = caf::typed_actor<
     caf::reacts_to<remote_atom, user_id, payload>>;
 
 // User online/offline with the grace period, queries and watchers.
-using presence_actor =
-    caf::typed_actor<caf::reacts_to<connected_atom, user_id>,
-                     caf::reacts_to<disconn_atom, user_id>,
-                     // the grace timer of a user, valid only while its epoch is current
-                     caf::reacts_to<grace_atom, user_id, std::uint64_t>,
-                     caf::replies_to<online_atom, user_id>::with<bool>,
-                     // which of these users are online
-                     caf::replies_to<query_atom, user_list>::with<user_list>,
-                     // online, and the true number of open connections
-                     caf::replies_to<count_atom, user_id>::with<bool, std::uint64_t>,
-                     caf::reacts_to<watch_atom, connection_actor, user_list>,
-                     caf::reacts_to<unwatch_atom, connection_actor, user_list>,
-                     // cluster mode: a transition from the P`presence` channel
-                     // (forwarded by the cluster actor) for the watchers
-                     caf::reacts_to<event_atom, user_id, bool>,
-                     // cluster mode: Redis up/down, from the redis actor
-                     caf::reacts_to<redis_state_atom, bool>,
-                     // cluster mode: its own heartbeat timer
-                     caf::reacts_to<heartbeat_atom>,
-                     // cluster mode: remove this node from Redis (graceful
-                     // shutdown); answers true once done or given up
-                     caf::replies_to<withdraw_atom>::with<bool>>;
+using presence_actor = caf::typed_actor<
+    caf::reacts_to<connected_atom, user_id>, caf::reacts_to<disconn_atom, user_id>,
+    // the grace timer of a user, valid only while its epoch is current
+    caf::reacts_to<grace_atom, user_id, std::uint64_t>,
+    caf::replies_to<online_atom, user_id>::with<bool>,
+    // which of these users are online
+    caf::replies_to<query_atom, user_list>::with<user_list>,
+    // online, and the true number of open connections
+    caf::replies_to<count_atom, user_id>::with<bool, std::uint64_t>,
+    // an empty answer, or why the watch was refused as a whole
+    caf::replies_to<watch_atom, connection_actor, user_list>::with<std::string>,
+    caf::reacts_to<unwatch_atom, connection_actor, user_list>,
+    // cluster mode: a transition from the P`presence` channel
+    // (forwarded by the cluster actor) for the watchers
+    caf::reacts_to<event_atom, user_id, bool>,
+    // cluster mode: Redis up/down, from the redis actor
+    caf::reacts_to<redis_state_atom, bool>,
+    // cluster mode: its own heartbeat timer
+    caf::reacts_to<heartbeat_atom>,
+    // cluster mode: remove this node from Redis (graceful
+    // shutdown); answers true once done or given up
+    caf::replies_to<withdraw_atom>::with<bool>>;
 
 } // namespace hubnode

@@ -96,14 +96,29 @@ void notify_watchers(presence_ptr self, user_id user, bool online) {
     self->send(conn, changed_atom::value, user, online);
 }
 
-void watch(presence_ptr self, const connection_actor& conn, const user_list& users) {
+// A request that would take a connection over the limit is refused as a
+// whole, so that the client knows exactly which users it watches.
+std::string watch(presence_ptr self, const connection_actor& conn,
+                  const user_list& users) {
   auto& st = self->state;
-  auto [i, first_watch] = st.watching.try_emplace(conn.address());
-  if (first_watch)
+  auto i = st.watching.find(conn.address());
+  std::unordered_set<user_id> fresh(users.begin(), users.end());
+  if (i != st.watching.end())
+    for (auto user : i->second)
+      fresh.erase(user);
+  auto watched = i == st.watching.end() ? 0 : i->second.size();
+  if (watched + fresh.size() > st.cfg.max_watched)
+    return "watch list full: at most " + std::to_string(st.cfg.max_watched) +
+           " users per connection, unwatch some first";
+  if (i == st.watching.end()) {
+    i = st.watching.emplace(conn.address(), std::unordered_set<user_id>{}).first;
     self->monitor(conn);
-  for (auto user : users)
-    if (i->second.insert(user).second)
-      st.watchers[user].emplace(conn.address(), conn);
+  }
+  for (auto user : fresh) {
+    i->second.insert(user);
+    st.watchers[user].emplace(conn.address(), conn);
+  }
+  return {};
 }
 
 void forget_watcher(presence_ptr self, const caf::actor_addr& conn, user_id user) {
@@ -724,7 +739,7 @@ presence_actor::behavior_type presence(presence_ptr self, presence_settings cfg,
       [self](query_atom, const user_list& users) { return query(self, users); },
       [self](count_atom, user_id user) { return count(self, user); },
       [self](watch_atom, const connection_actor& conn, const user_list& users) {
-        watch(self, conn, users);
+        return watch(self, conn, users);
       },
       [self](unwatch_atom, const connection_actor& conn, const user_list& users) {
         unwatch(self, conn, users);

@@ -27,6 +27,7 @@ struct connection_settings {
 
 struct presence_settings {
   caf::timespan grace_period = std::chrono::milliseconds(100);
+  std::size_t max_watched = 1000; // users one connection may watch
   // cluster mode only
   std::string node_id = "node";
   std::string key_prefix = "hubnode:";

@@ -57,6 +57,8 @@ hubnode_config::hubnode_config() {
       "messages per second per connection (burst = 2x)");
   add("presence", opt.grace_period, "grace-period", "100ms",
       "delay before a user whose last connection closed is set offline");
+  add("presence", opt.max_watched, "max-watched", "1000",
+      "users one connection may watch (a watch beyond it gets bad_request)");
   add("redis", opt.redis_url, "url", "\"\"",
       "empty = standalone; else redis://[:password@]host:port[/db]");
   add("redis", opt.key_prefix, "key-prefix", "\"hubnode:\"",
@@ -230,6 +232,7 @@ connection_settings make_connection_settings(const node_options& opt) {
 presence_settings make_presence_settings(const node_options& opt) {
   presence_settings s;
   s.grace_period = opt.grace_period;
+  s.max_watched = opt.max_watched;
   s.node_id = opt.node_id;
   s.key_prefix = opt.key_prefix;
   s.heartbeat_interval = opt.heartbeat_interval;

@@ -33,6 +33,7 @@ struct node_options {
   std::size_t send_queue_limit = 1048576;
   std::uint32_t rate_limit = 100;
   caf::timespan grace_period = std::chrono::milliseconds(100);
+  std::size_t max_watched = 1000;
   std::string redis_url;
   std::string key_prefix = "hubnode:";
   std::string node_id;

@@ -147,6 +147,27 @@ TEST_CASE_FIXTURE(presence_fixture, "presence: every watcher is told") {
   CHECK(other_log->changes == changes{{7, true}});
 }
 
+TEST_CASE_FIXTURE(presence_fixture,
+                  "presence: a watch over max-watched is refused as a whole") {
+  cfg.max_watched = 3;
+  presence = spawn_presence(sys, cfg, st);
+  auto ask = [&](user_list users) {
+    auto reply = request<std::string>(presence, watch_atom::value, watcher, users);
+    REQUIRE(reply->has_value());
+    return std::get<0>(**reply);
+  };
+  CHECK(ask({1, 2}) == "");
+  CHECK(ask({2, 2, 3}) == "");
+  CHECK(ask({4}) ==
+        "watch list full: at most 3 users per connection, unwatch some first");
+  CHECK(ask({1, 3}) == "");
+  send(presence, unwatch_atom::value, watcher, user_list{1});
+  CHECK(ask({4}) == "");
+  for (user_id user : {1, 2, 3, 4})
+    connected(user);
+  CHECK(watcher_log->changes == changes{{2, true}, {3, true}, {4, true}});
+}
+
 // Presence keeps a handle of each watcher; once the watcher is DOWN nothing may
 // hold it any more, or every connection that ever watched would leak.
 TEST_CASE_FIXTURE(presence_fixture, "presence: a watcher that is gone is forgotten") {
