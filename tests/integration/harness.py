@@ -9,6 +9,7 @@ Pieces:
   http            one HTTP/1.1 request over a raw socket, parsed response
   RawWS           a hand-rolled WebSocket client over a raw socket
   Client          a websockets client that reads the welcome first
+  Bystander       a well-behaved pair talking all through a hostile test
   RedisServer     a redis-server of the test's own on a free loopback port
                   (stop/start on the same port, with or without its data)
   RedisConn       a tiny RESP client (stdlib sockets); Subscriber: SUBSCRIBE
@@ -796,6 +797,92 @@ class Client:
             fail(f"connection still open after {timeout}s")
         rcvd = getattr(self.ws, "close_rcvd", None)
         return rcvd.code if rcvd is not None else None
+
+
+class Bystander:
+    """A well-behaved pair that talks all through a hostile test.
+
+    async with Bystander(node) as b:  ...hostile input...
+    The talker sends a numbered message to the listener every `period`
+    seconds while the block runs. At its end one more message goes out, and
+    every message must have reached the listener exactly once and in order,
+    each with its ack, with no other frame on either connection.
+    `period` stays under the node's hub.rate-limit; in jwt mode `headers`
+    carry the pair's tokens."""
+
+    def __init__(self, node, users=(900001, 900002), period=0.02, timeout=5.0,
+                 headers=(None, None)):
+        self.node, self.users, self.period, self.timeout = node, users, period, timeout
+        self.headers = headers
+        self.sent = 0
+        self.received, self.acked, self.other = [], [], []
+        self.progress = asyncio.Event()
+
+    async def __aenter__(self):
+        self.talker, self.listener = [
+            await Client.connect(self.node, user, headers=headers)
+            for user, headers in zip(self.users, self.headers)]
+        self.tasks = [asyncio.create_task(self._talk()),
+                      asyncio.create_task(self._read(self.talker, "ack", self.acked)),
+                      asyncio.create_task(self._read(self.listener, "message",
+                                                     self.received))]
+        return self
+
+    async def __aexit__(self, et, ev, tb):
+        try:
+            if et is None:
+                await self._verify()
+        finally:
+            for t in self.tasks:
+                t.cancel()
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+            await self.talker.close()
+            await self.listener.close()
+
+    async def _send_next(self):
+        self.sent += 1
+        await self.talker.send_msg(self.listener.user, {"seq": self.sent},
+                                   ref=f"b{self.sent}")
+
+    async def _talk(self):
+        while True:  # paced, not a wait for anything: ends when the block ends
+            await self._send_next()
+            await asyncio.sleep(self.period)
+
+    async def _read(self, client, typ, into):
+        try:
+            async for raw in client.ws:
+                m = json.loads(raw)
+                if m.get("type") != typ:
+                    self.other.append(m)
+                elif typ == "ack":
+                    into.append(m.get("ref"))
+                else:
+                    into.append(m.get("data", {}).get("seq"))
+                self.progress.set()
+        finally:
+            self.progress.set()  # a closed connection ends the wait too
+
+    async def _verify(self):
+        self.tasks[0].cancel()
+        await asyncio.gather(self.tasks[0], return_exceptions=True)
+        await self._send_next()  # sent after the hostile input is over
+        deadline = time.monotonic() + self.timeout
+        while len(self.received) < self.sent or len(self.acked) < self.sent:
+            check(not self.other, f"bystander got unexpected frames {self.other[:3]!r}")
+            check(all(not t.done() for t in self.tasks[1:]),
+                  f"bystander connection ended after {len(self.received)} of "
+                  f"{self.sent} messages")
+            self.progress.clear()
+            try:
+                await asyncio.wait_for(self.progress.wait(),
+                                       max(0.0, deadline - time.monotonic()))
+            except asyncio.TimeoutError:
+                fail(f"bystander got {len(self.received)} of {self.sent} messages and "
+                     f"{len(self.acked)} acks within {self.timeout}s")
+        eq(self.received, list(range(1, self.sent + 1)), "bystander messages in order")
+        eq(self.acked, [f"b{i}" for i in range(1, self.sent + 1)], "bystander acks")
+        check(not self.other, f"bystander got unexpected frames {self.other[:3]!r}")
 
 
 async def recv_json(ws, timeout=3.0):

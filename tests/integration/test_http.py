@@ -7,7 +7,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (Client, Node, RawWS, assert_error, case, check, eq, fail,  # noqa: E402
+from harness import (Bystander, Client, Node, RawWS, assert_error, case, check, eq, fail,  # noqa: E402
                      get_json, http, in_thread, main, metric, metrics, now_ms,
                      poll_metric, recv_until, upgrade, ws_path)
 
@@ -249,7 +249,8 @@ async def api_bad_body_400():
 
 @case
 async def api_body_too_large_413():
-    async with Node(f"--server.api-key={KEY}", "--server.max-message-size=1024") as n:
+    async with Node(f"--server.api-key={KEY}", "--server.max-message-size=1024") as n, \
+            Bystander(n):
         big = ('{"data":"' + "x" * 2000 + '"}').encode()
         r = await ahttp(n, "POST", "/api/users/1/messages", headers=AUTH, body=big)
         assert_error(r, 413, "too_large", "2 KB body, limit 1024")
@@ -435,7 +436,7 @@ async def http_keep_alive():
 
 @case
 async def hostile_http_inputs_node_stays_up():
-    async with Node("--server.handshake-timeout=1s") as n:
+    async with Node("--server.handshake-timeout=1s") as n, Bystander(n):
         def send_raw(data, what):
             try:
                 with socket.create_connection((n.host, n.port), timeout=5) as so:
@@ -455,15 +456,18 @@ async def hostile_http_inputs_node_stays_up():
                 assert_error(r, r.status, r.json().get("error") if r.body[:1] == b"{"
                              else "<json>", what)
             return r
-        send_raw(b"HELLO\r\n\r\n", "garbage request line")
-        send_raw(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 100000 + b"\r\n\r\n",
-                 "100 KB header")
-        send_raw(b"POST /api/users/1/messages HTTP/1.1\r\nHost: x\r\n"
-                 b"Content-Length: -5\r\n\r\n", "negative Content-Length")
-        send_raw(b"GET /ws?userId=1 HTTP/1.1\r\nHost: x\r\n" + b"X: y\r\n" * 2000 + b"\r\n",
-                 "2000 header lines")
-        send_raw(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + os.urandom(200),
-                 "TLS client hello")
+        def send_all():
+            send_raw(b"HELLO\r\n\r\n", "garbage request line")
+            r = send_raw(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 100000 +
+                         b"\r\n\r\n", "100 KB header")
+            check(r is not None and r.status == 431, f"100 KB header answered {r!r}")
+            send_raw(b"POST /api/users/1/messages HTTP/1.1\r\nHost: x\r\n"
+                     b"Content-Length: -5\r\n\r\n", "negative Content-Length")
+            send_raw(b"GET /ws?userId=1 HTTP/1.1\r\nHost: x\r\n" + b"X: y\r\n" * 2000 +
+                     b"\r\n", "2000 header lines")
+            send_raw(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + os.urandom(200),
+                     "TLS client hello")
+        await in_thread(send_all)
         eq((await ahttp(n, "GET", "/healthz")).status, 200, "node answers after hostile input")
         c = await Client.connect(n, 1)
         await c.close()
@@ -564,12 +568,12 @@ async def empty_allowed_origins_lets_any_origin():
 
 @case
 async def max_connections_503():
-    async with Node("--server.max-connections=3") as n:
-        cs = [await Client.connect(n, u) for u in (1, 2, 3)]
+    async with Node("--server.max-connections=5") as n, Bystander(n):
+        cs = [await Client.connect(n, u) for u in (1, 2, 3)]  # and the bystanders' 2
         r, s, _ = await in_thread(upgrade, n, 4)
-        assert_error(r, 503, "over_capacity", "4th connection, cap 3")
+        assert_error(r, 503, "over_capacity", "6th connection, cap 5")
         r, s, _ = await in_thread(upgrade, n, 1)
-        assert_error(r, 503, "over_capacity", "4th connection (known user), cap 3")
+        assert_error(r, 503, "over_capacity", "6th connection (known user), cap 5")
         await cs[0].close()
         deadline = time.monotonic() + 3
         while True:
@@ -588,7 +592,7 @@ async def max_connections_503():
 
 @case
 async def max_connections_per_user_429():
-    async with Node("--server.max-connections-per-user=2") as n:
+    async with Node("--server.max-connections-per-user=2") as n, Bystander(n):
         a = await Client.connect(n, 9)
         b = await Client.connect(n, 9)
         r, s, _ = await in_thread(upgrade, n, 9)
@@ -677,29 +681,31 @@ async def handshake_timeout_silent_connection_dropped():
 
 
 @case
-async def handshake_timeout_trickle_dropped():
+async def handshake_timeout_slowloris_dropped():
     req = (b"GET /ws?userId=1 HTTP/1.1\r\nHost: x\r\nX-Pad: " + b"a" * 200)
 
-    def trickle(s):
-        # one byte every 50 ms: activity, but the request never completes
-        for i in range(len(req)):
-            try:
-                s.sendall(req[i:i + 1])
-            except OSError:
-                return
-            s.settimeout(0.05)
-            try:
-                if s.recv(1, socket.MSG_PEEK) == b"":
+    def trickle(pace, most):
+        def script(s):
+            # a byte per pace: activity, but the request never completes
+            for i in range(most):
+                try:
+                    s.sendall(req[i:i + 1])
+                except OSError:
                     return
-            except socket.timeout:
-                pass
-            except OSError:
-                return
-            if i > 60:  # 3 s: far past the timeout
-                return
-    async with Node("--server.handshake-timeout=500ms") as n:
-        el = await in_thread(time_to_drop, n, trickle)
-        check_dropped(el, "trickling request")
+                s.settimeout(pace)
+                try:
+                    if s.recv(1, socket.MSG_PEEK) == b"":
+                        return
+                except socket.timeout:
+                    pass
+                except OSError:
+                    return
+        return script
+    async with Node("--server.handshake-timeout=2s") as n, Bystander(n):
+        for pace, what in ((1.0, "one byte a second"), (0.05, "one byte every 50 ms")):
+            # bounded at 4 s of trickling: far past the timeout
+            el = await in_thread(time_to_drop, n, trickle(pace, int(4 / pace)))
+            check_dropped(el, what, timeout=2.0)
 
 
 @case

@@ -11,8 +11,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (Node, RawWS, assert_error, case, check, eq, last_line,  # noqa: E402
-                     metric, run_once, tail, upgrade)
+from harness import (Bystander, Node, RawWS, assert_error, case, check, eq,  # noqa: E402
+                     in_thread, last_line, metric, run_once, tail, upgrade)
 
 SECRET = "jwt-test-secret-" + "k" * 32  # 48 bytes
 JWT = ["--auth.mode=jwt", f"--auth.jwt-secret={SECRET}"]
@@ -31,6 +31,11 @@ def make_token(claims, secret=SECRET, header=None):
 
 def bearer(token):
     return {"Authorization": f"Bearer {token}"}
+
+
+def bystander(n):
+    return Bystander(n, headers=[bearer(make_token({"sub": str(u)}))
+                                 for u in (900001, 900002)])
 
 
 def welcome_of(n, headers=None, path="/ws"):
@@ -80,7 +85,7 @@ def header_wins_over_query():
 
 
 @case
-def bad_tokens_are_401_unauthorized():
+async def bad_tokens_are_401_unauthorized():
     now = int(time.time())
     good = make_token({"sub": "42"})
     h, p, s = good.split(".")
@@ -108,8 +113,7 @@ def bad_tokens_are_401_unauthorized():
         "oversized": make_token({"sub": "42", "pad": "x" * 6100}),
     }
     check(8192 < len(bad["oversized"]) < 8400, f"oversized is {len(bad['oversized'])}")
-    with Node(*JWT) as n:
-        before = metric(n, "hubnode_handshakes_rejected_total", reason="unauthorized") or 0
+    def reject_all():
         count = 0
         for what, tok in bad.items():
             if tok is None:
@@ -120,28 +124,33 @@ def bad_tokens_are_401_unauthorized():
                     unauthorized(n, path=f"/ws?token={tok}", what=what + " (query)")
                     count += 1
             count += 1
-        after = metric(n, "hubnode_handshakes_rejected_total", reason="unauthorized")
+        return count
+    async with Node(*JWT) as n, bystander(n):
+        before = await in_thread(metric, n, "hubnode_handshakes_rejected_total",
+                                 reason="unauthorized") or 0
+        count = await in_thread(reject_all)
+        after = await in_thread(metric, n, "hubnode_handshakes_rejected_total",
+                                reason="unauthorized")
         eq(after - before, count, "rejected{reason=unauthorized}")
-        # still serving well-behaved clients
-        c, w = welcome_of(n, bearer(good))
+        c, w = await in_thread(welcome_of, n, bearer(good))
         eq(w.get("userId"), "42", "welcome after the bad ones")
         c.close()
 
 
 @case
-def token_expiring_while_open_closes_1008():
-    with Node(*JWT) as n:
+async def token_expiring_while_open_closes_1008():
+    async with Node(*JWT) as n, bystander(n):
         exp = time.time() + 1.5
-        c, w = welcome_of(n, bearer(make_token({"sub": "9", "exp": exp})))
-        stay, _ = welcome_of(n, bearer(make_token({"sub": "10"})))
-        end = c.wait_end(5, answer_pings=True)
+        c, w = await in_thread(welcome_of, n, bearer(make_token({"sub": "9", "exp": exp})))
+        stay, _ = await in_thread(welcome_of, n, bearer(make_token({"sub": "10"})))
+        end = await in_thread(c.wait_end, 5, answer_pings=True)
         at = time.time()
         eq(end, ("close", 1008), "close at expiry")
         check(at >= exp - 0.05, f"closed {exp - at:.2f}s before exp")
         check(at <= exp + 1.5, f"closed {at - exp:.2f}s after exp")
         c.close()
         stay.send_json({"type": "ping", "ref": "p"})
-        eq(stay.recv_json(answer_pings=True), {"type": "pong", "ref": "p"},
+        eq(await in_thread(stay.recv_json, answer_pings=True), {"type": "pong", "ref": "p"},
            "token without exp still open")
         stay.close()
 

@@ -7,9 +7,9 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (Client, Node, RawWS, OP_BIN, OP_TEXT, OP_CONT, case, check,  # noqa: E402
-                     eq, fail, in_thread, main, metric, now_ms, poll_metric,
-                     recv_until)
+from harness import (Bystander, Client, Node, RawWS, OP_BIN, OP_TEXT, OP_CONT,  # noqa: E402
+                     case, check, eq, fail, in_thread, main, metric, now_ms,
+                     poll_metric, recv_until)
 
 FAST = "--hub.rate-limit=100000"
 
@@ -541,7 +541,7 @@ async def error_ref_limits():
 
 @case
 async def error_user_id_lists():
-    async with Node() as n:
+    async with Node() as n, Bystander(n):
         a = await Client.connect(n, 1)
         ids101 = [str(i) for i in range(101)]
         for typ in ("presence", "watch", "unwatch"):
@@ -552,6 +552,48 @@ async def error_user_id_lists():
                 check_error(await a.recv(), "bad_request", "bid")
         await a.send({"type": "watch", "userIds": [str(i) for i in range(100)]})
         await a.quiet(what="watch with 100 ids")
+        await still_works(n, a)
+        await a.close()
+
+
+@case
+async def watch_list_bounded():
+    async with Node() as n, Bystander(n):
+        a = await Client.connect(n, 1)
+        for k in range(10):  # 1000 users: the default presence.max-watched
+            await a.send({"type": "watch", "userIds": [str(k * 100 + i) for i in range(100)],
+                          "ref": f"w{k}"})
+        await a.send({"type": "watch", "userIds": ["999", "5000"], "ref": "over"})
+        m = await a.recv()
+        check_error(m, "bad_request", "over")
+        check("1000" in m["message"], f"the error names the limit: {m['message']!r}")
+        await a.send({"type": "watch", "userIds": ["0", "999"], "ref": "again"})
+        await a.send({"type": "presence", "userIds": ["1"]})
+        await a.expect("presence")  # answered after both watches: neither refused
+        u = await Client.connect(n, 5000)  # refused as a whole: not watched
+        v = await Client.connect(n, 999)
+        ev = await a.expect("presence_changed")
+        eq((ev.get("userId"), ev.get("online")), ("999", True), "a watched user")
+        await a.send({"type": "unwatch", "userIds": ["0"]})
+        await a.send({"type": "watch", "userIds": ["5000"], "ref": "room"})
+        await a.quiet(what="a watch after an unwatch made room")
+        for c in (u, v, a):
+            await c.close()
+
+
+@case
+async def deeply_nested_json_is_bad_request():
+    async with Node() as n, Bystander(n):
+        a = await Client.connect(n, 1)
+        for what, raw in [("60,000 nested arrays", "[" * 60000),
+                          ("12,000 nested objects in data",
+                           '{"type":"send","to":"1","data":' + '{"a":' * 12000),
+                          ("65 levels", '{"type":"send","to":"1","data":' +
+                           "[" * 64 + "]" * 64 + "}")]:
+            await a.send(raw)
+            m = await a.recv()
+            check(m.get("type") == "error", f"{what} answered {m!r}")
+            check_error(m, "bad_request")
         await still_works(n, a)
         await a.close()
 
@@ -586,7 +628,7 @@ async def binary_frame_closes_1003():
 
 @case
 async def oversized_frame_closes_1009():
-    async with Node("--server.max-message-size=1024") as n:
+    async with Node("--server.max-message-size=1024") as n, Bystander(n):
         a = await Client.connect(n, 1)
         big = json.dumps({"type": "send", "to": "1", "data": "x" * 2000})
         await a.send(big)
@@ -670,7 +712,7 @@ async def fragments_with_interleaved_ping():
 @case
 async def huge_announced_frame_closed_1009_quickly():
     # a header announcing 100 MB: closed 1009 without buffering it
-    async with Node("--server.max-message-size=65536") as n:
+    async with Node("--server.max-message-size=65536") as n, Bystander(n):
         rss0 = await in_thread(n.rss_kb)
 
         def run():
@@ -700,7 +742,7 @@ async def huge_announced_frame_closed_1009_quickly():
 @case
 async def raw_unmasked_or_garbage_frames_dont_kill_node():
     # protocol violations: an unmasked client frame, a reserved opcode
-    async with Node() as n:
+    async with Node() as n, Bystander(n):
         def hostile():
             r = RawWS.connect(n, 1)
             r.recv_json(3)
@@ -731,24 +773,27 @@ async def raw_unmasked_or_garbage_frames_dont_kill_node():
 
 
 @case
-async def invalid_utf8_text_frame_node_stays_up():
-    async with Node() as n:
-        def hostile():
+async def invalid_utf8_text_frame_closes_1007():
+    async with Node() as n, Bystander(n):
+        def hostile(frames):
             r = RawWS.connect(n, 1)
             r.recv_json(3)
-            r.send_frame(OP_TEXT, b'{"type":"ping","ref":"\xff\xfe"}')
+            for fin, opcode, payload in frames:
+                r.send_frame(opcode, payload, fin=fin)
             try:
-                end = r.recv_json(3)
-            except (EOFError, TimeoutError) as e:
-                end = ("end", str(e))
+                end = r.wait_end(3)
+            except TimeoutError:
+                end = None
             r.close()
             return end
-        end = await in_thread(hostile)
-        # RFC 6455 says 1007; an error frame is tolerable: never a pong for it
-        check(not (isinstance(end, dict) and end.get("type") == "pong"),
-              f"invalid UTF-8 accepted: {end!r}")
-        if isinstance(end, tuple) and end[0] == "close":
-            eq(end[1], 1007, "close code for invalid UTF-8")
+        for what, frames in [
+                ("invalid byte", [(True, OP_TEXT, b'{"type":"ping","ref":"\xff\xfe"}')]),
+                ("UTF-16 surrogate", [(True, OP_TEXT, b'{"type":"ping","ref":"\xed\xa0\x80"}')]),
+                ("truncated sequence across fragments",
+                 [(False, OP_TEXT, b'{"type":"ping","ref":"\xe2\x82'),
+                  (True, OP_CONT, b'"}')])]:
+            end = await in_thread(hostile, frames)
+            eq(end, ("close", 1007), f"end of a connection that sent {what}")
         await still_works(n)
 
 
@@ -886,7 +931,7 @@ async def control_frames_not_rate_limited():
 
 @case(timeout=60)
 async def sustained_flood_closed_1008():
-    async with Node("--hub.rate-limit=5") as n:
+    async with Node("--hub.rate-limit=5") as n, Bystander(n, period=0.25):
         a = await Client.connect(n, 1)
         first_limited = None
         ended_at = None
