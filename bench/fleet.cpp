@@ -19,6 +19,9 @@ fleet::fleet(net::io_context& io, const options& opts, handler& events, std::siz
     : io_(io), events_(events), user_base_(opts.user_base),
       concurrency_(opts.concurrency), clients_(slots), queued_start_(slots, false),
       counted_(slots, false) {
+  timers_.reserve(slots);
+  for (std::size_t slot = 0; slot < slots; ++slot)
+    timers_.emplace_back(io);
   for (const auto& url : opts.urls) {
     servers_.emplace_back(net::ip::make_address(url.host), url.port);
     paths_.push_back(url.path + "?userId=");
@@ -57,6 +60,8 @@ void fleet::abort_all() {
     if (client)
       client->abort();
   }
+  for (auto& timer : timers_)
+    timer.cancel();
   queue_.clear();
   in_flight_ = 0;
   welcomed_ = 0;
@@ -84,6 +89,11 @@ boost::json::object fleet::failure_reasons() const {
   for (const auto& [why, n] : failure_reasons_)
     out[why] = n;
   return out;
+}
+
+void fleet::report_failures(boost::json::object& out) const {
+  out["connection_failures"] = failure_count_;
+  out["failure_reasons"] = failure_reasons();
 }
 
 void fleet::on_welcome(ws_client& client) {

@@ -4,9 +4,11 @@
 // and their failures counted by reason. Lives on the io_runner's thread.
 #pragma once
 
+#include "bench/io_runner.hpp"
 #include "bench/options.hpp"
 #include "bench/ws_client.hpp"
 
+#include <boost/asio/steady_timer.hpp>
 #include <boost/json/object.hpp>
 
 #include <deque>
@@ -43,14 +45,29 @@ public:
   void connect_queued(std::vector<std::pair<std::size_t, std::size_t>> slots);
   // Connects one slot now, outside the queue (a reconnect).
   void connect(std::size_t slot, std::size_t url_index);
-  // Drops every connection at once; no on_end follows.
+  // Drops every connection at once and cancels every slot's timer; no
+  // on_end follows.
   void abort_all();
+
+  // Runs f() after `delay` on this slot's timer (which holds one wait at a
+  // time: a new one replaces a pending one).
+  template <class F>
+  void after(std::size_t slot, clock::duration delay, F f) {
+    auto& timer = timers_[slot];
+    timer.expires_after(delay);
+    timer.async_wait([f = std::move(f)](boost::system::error_code ec) {
+      if (!ec)
+        f();
+    });
+  }
 
   std::size_t welcomed() const { return welcomed_; }
   std::size_t pending() const { return in_flight_ + queue_.size(); }
   std::uint64_t failures() const { return failure_count_; }
   // {"reason": count, ...}
   boost::json::object failure_reasons() const;
+  // Adds "connection_failures" and "failure_reasons" to a report.
+  void report_failures(boost::json::object& out) const;
 
 private:
   void on_welcome(ws_client& client) override;
@@ -67,6 +84,7 @@ private:
   std::uint64_t user_base_;
   std::size_t concurrency_;
   std::vector<std::shared_ptr<ws_client>> clients_;
+  std::vector<net::steady_timer> timers_;
   std::vector<bool> queued_start_; // this slot's handshake counts in in_flight_
   std::vector<bool> counted_;      // this slot's client counts in welcomed_
   std::deque<std::pair<std::size_t, std::size_t>> queue_;

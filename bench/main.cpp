@@ -38,10 +38,8 @@ using scenario_fn = std::function<boost::json::object(const options&)>;
 
 const std::map<std::string, scenario_fn>& scenarios() {
   static const std::map<std::string, scenario_fn> table{
-      {"idle", run_idle},
-      {"pairs", run_traffic},
-      {"echo", run_traffic},
-      {"cluster", run_traffic},
+      {"idle", run_idle},       {"pairs", run_traffic}, {"echo", run_traffic},
+      {"cluster", run_traffic}, {"churn", run_churn},   {"storm", run_storm},
   };
   return table;
 }
@@ -61,7 +59,13 @@ int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);
 
   const auto start = std::chrono::steady_clock::now();
-  auto out = it->second(opts);
+  boost::json::object out;
+  try {
+    out = it->second(opts);
+  } catch (const std::exception& e) { // Redis or the watcher unreachable
+    std::cerr << "hubnode-bench: " << e.what() << "\n";
+    return 1;
+  }
   const double wall =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   boost::json::object generator;

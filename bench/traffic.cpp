@@ -205,8 +205,7 @@ boost::json::object traffic::results(const window_meter& meter) const {
   out["acks_offline"] = acks_offline_;
   out["error_frames"] = error_frames_;
   out["stray_frames"] = strays_;
-  out["connection_failures"] = clients_.failures();
-  out["failure_reasons"] = clients_.failure_reasons();
+  clients_.report_failures(out);
   out["errors"] = error_frames_ + strays_ + clients_.failures();
   out["latency_us"] = latency_.summary(1000);
   out["measured"] = meter.finish(received_);

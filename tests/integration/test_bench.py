@@ -5,17 +5,22 @@ small has no errors, losses or flaps. No timing is asserted: the figures
 are whatever this machine gives.
 """
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import REPO, Node, case, check, eq, fail, main  # noqa: E402
+from harness import (REPO, Node, RedisServer, case, check, cluster_node, eq, fail,  # noqa: E402
+                     main, random_prefix, wait_ready)
 
 BENCH = os.environ.get("HUBNODE_BENCH") or str(REPO / "build" / "bench" / "hubnode-bench")
 # closed loops send as fast as the node answers: far above the default rate limit
 FAST = ("--hub.rate-limit=1000000",)
+# a grace period no reconnect on a busy machine outlasts: zero flaps is then
+# what the node must deliver, not a matter of timing
+LONG_GRACE = "5s"
 
 
 def bench(*args, timeout=90):
@@ -118,6 +123,88 @@ def echo_closed_loop():
     with Node(*FAST) as n:
         r = bench("echo", url(n), f"--pid={n.pid}", "--connections=20", "--duration=1")
     check_traffic(r, "echo", 20, "closed")
+
+
+def check_presence(r, source):
+    has(r, "flaps", "errors", "presence", "connection_failures", "measured")
+    eq(r["presence"]["source"], source, "presence source")
+    eq((r["flaps"], r["presence"]["not_online"], r["errors"]), (0, 0, 0),
+       "flaps, users not online at the end, errors")
+
+
+def check_churn(r, source):
+    check_common(r, "churn")
+    has(r, "users", "cycles", "cycles_per_s", "reconnect_us", "connected_at_end")
+    check(r["cycles"] > 0, f"no reconnection cycle: {r}")
+    eq(r["connected_at_end"], 20, "users connected at the end")
+    eq(r["reconnect_us"]["count"], r["cycles"], "reconnect latency samples")
+    check_presence(r, source)
+
+
+def check_storm(r, source):
+    check_common(r, "storm")
+    has(r, "clients", "all_welcomed", "welcomed", "seconds_to_all_welcomed",
+        "welcomed_after_us", "given_up")
+    eq((r["all_welcomed"], r["welcomed"], r["given_up"]), (True, 20, 0),
+       "all welcomed again, none given up")
+    eq(r["welcomed_after_us"]["count"], 20, "reconnect samples")
+    check_presence(r, source)
+
+
+@case(timeout=120)
+def churn_standalone_without_flaps():
+    with Node(*FAST, f"--presence.grace-period={LONG_GRACE}") as n:
+        r = bench("churn", url(n), f"--pid={n.pid}", "--connections=20", "--duration=1",
+                  "--hold-ms=20")
+    check_churn(r, "watcher")
+
+
+@case(timeout=120)
+def storm_standalone_without_flaps():
+    with Node(*FAST, f"--presence.grace-period={LONG_GRACE}") as n:
+        r = bench("storm", url(n), f"--pid={n.pid}", "--connections=20", "--jitter-ms=50")
+    check_storm(r, "watcher")
+
+
+def two_nodes(rs, prefix, stack, grace=LONG_GRACE):
+    nodes = [stack.enter_context(cluster_node(rs, prefix, f"b-{i}", *FAST, grace=grace))
+             for i in (1, 2)]
+    for n in nodes:
+        wait_ready(n)
+    return nodes, [url(n) for n in nodes] + [f"--pid={n.pid}" for n in nodes] + [
+        f"--redis=redis://127.0.0.1:{rs.port}", f"--key-prefix={prefix}"]
+
+
+@case(timeout=180)
+def cluster_pairs_across_nodes():
+    with RedisServer() as rs, contextlib.ExitStack() as stack:
+        _, args = two_nodes(rs, random_prefix(), stack)
+        r = bench("cluster", *args, "--connections=20", "--duration=1")
+    check_traffic(r, "cluster", 20, "closed")
+
+
+@case(timeout=180)
+def churn_and_storm_in_cluster_mode():
+    with RedisServer() as rs, contextlib.ExitStack() as stack:
+        _, args = two_nodes(rs, random_prefix(), stack)
+        churned = bench("churn", *args, "--connections=20", "--duration=1", "--hold-ms=20")
+        stormed = bench("storm", *args, "--connections=20", "--jitter-ms=50")
+    check_churn(churned, "redis")
+    check_storm(stormed, "redis")
+
+
+@case(timeout=180)
+def flaps_are_counted():
+    # Each user comes back 1 s after a 50 ms grace period: one offline event
+    # per user is what the monitor must see (from Redis and from a watcher).
+    with RedisServer() as rs, contextlib.ExitStack() as stack:
+        _, args = two_nodes(rs, random_prefix(), stack, grace="50ms")
+        watcher_args = [a for a in args if not a.startswith(("--redis", "--key-prefix"))]
+        for source, how in (("redis", args), ("watcher", watcher_args)):
+            r = bench("churn", *how, "--connections=5", "--duration=0.5", "--cycles=1",
+                      "--reconnect-delay-ms=1000")
+            eq(r["presence"]["source"], source, "presence source")
+            check(r["flaps"] >= 1, f"no flap counted by the {source}: {r}")
 
 
 @case
