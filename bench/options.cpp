@@ -156,8 +156,12 @@ void complete(options& o) {
   }
   if (o.scenario == "cluster" && o.settle.count() == 0)
     o.settle = seconds_d(1.2); // SPEC 3: reachable from other nodes within 1 s
+  // Beyond every phase's own deadline (connecting: 30 s + 5 ms per
+  // connection; users coming back: 60 s; answers: 10 s each), so that the
+  // watchdog only ever ends a run that is stuck.
   if (o.timeout.count() == 0)
-    o.timeout = o.duration + o.hold + o.settle + o.drain + seconds_d(120);
+    o.timeout = o.duration + o.hold + o.settle + o.drain +
+                seconds_d(180 + 0.01 * static_cast<double>(o.connections));
 }
 
 } // namespace
