@@ -1,0 +1,24 @@
+// Steps every scenario takes on the main thread around its own measurement.
+#pragma once
+
+#include "bench/fleet.hpp"
+#include "bench/io_runner.hpp"
+
+#include <boost/json/object.hpp>
+
+namespace bench {
+
+using slot_urls = std::vector<std::pair<std::size_t, std::size_t>>;
+
+// Every slot with the index of its --url: slot % number of urls.
+slot_urls spread_over_urls(std::size_t slots, std::size_t urls);
+
+// Queues the slots for connection and waits until all are welcomed, or no
+// handshake is left, or a deadline that grows with their number passes.
+// Returns {"connected","failed","seconds","per_s"} for the report.
+boost::json::object connect_all(io_runner& io, fleet& clients, const slot_urls& slots);
+
+// Sleeps the calling (main) thread for a duration given in seconds.
+void pause(seconds_d how_long);
+
+} // namespace bench
