@@ -73,6 +73,12 @@ void listener::on_accept(boost::system::error_code ec, tcp::socket socket) {
     });
     return;
   }
+  // Without it Nagle holds a small frame back until the client's delayed
+  // ACK arrives, up to 40 ms per message (hubnode-bench measured a p50 of
+  // 10.5 ms against 0.8 ms with it). A socket that refuses the option is
+  // already broken and fails on its first read.
+  boost::system::error_code nodelay_ec;
+  socket.set_option(tcp::no_delay(true), nodelay_ec);
   std::make_shared<http_session>(beast::tcp_stream{std::move(socket)}, ctx_)->run();
   do_accept();
 }
