@@ -141,8 +141,9 @@ frame_event frame_decoder::on_text(bool fin, std::string_view payload) {
 }
 
 frame_event frame_decoder::on_close(std::string_view payload) const {
+  // Without a code the answer is a normal close, as Beast answered before.
   if (payload.empty())
-    return event(kind::close);
+    return event(kind::close, {}, 1000);
   if (payload.size() == 1)
     return violation(protocol_error);
   auto code = static_cast<std::uint16_t>(
@@ -181,8 +182,6 @@ std::string encode_control(opcode op, std::string_view payload) {
 }
 
 std::string encode_close(std::uint16_t code) {
-  if (code == 0)
-    return encode_control(opcode::close);
   const char payload[] = {static_cast<char>(code >> 8), static_cast<char>(code & 0xFF)};
   return encode_control(opcode::close, {payload, sizeof payload});
 }

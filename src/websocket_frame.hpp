@@ -40,7 +40,7 @@ struct frame_event {
     text,       // a whole text message, valid UTF-8
     ping,
     pong,
-    close,    // the client's close frame; `code` is the one to echo (0: none)
+    close,    // the client's close frame; `code` is the one to echo
     violation // the client broke the protocol; `code` is the close code to send
   };
   kind type = kind::incomplete;
@@ -90,7 +90,7 @@ frame_header encode_header(opcode op, std::uint64_t payload_size);
 // A whole control frame; `payload` has at most max_control_payload bytes.
 std::string encode_control(opcode op, std::string_view payload = {});
 
-// A close frame carrying `code`, or no code at all for 0.
+// A close frame carrying `code`.
 std::string encode_close(std::uint16_t code);
 
 } // namespace hubnode::ws

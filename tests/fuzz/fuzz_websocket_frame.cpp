@@ -47,7 +47,7 @@ void check_event(const frame_event& e, std::size_t available) {
     check(e.used > 0);
     break;
   case kind::close:
-    check(e.code == 0 || (e.code >= 1000 && e.code < 5000));
+    check(e.code >= 1000 && e.code < 5000);
     check(e.used > 0);
     break;
   case kind::fragment:
