@@ -6,6 +6,7 @@
 #include "actors/connection.hpp"
 #include "src/protocol.hpp"
 
+#include <boost/asio/bind_allocator.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
@@ -39,6 +40,29 @@ char* read_buffer() {
 // Reads per readiness before the connection yields its thread: a client
 // sending without pause must not starve the others.
 constexpr int reads_per_turn = 16;
+
+// Asio hands an operation the cached memory of the thread's last finished
+// one if it is large enough, whatever its size: the wait an idle connection
+// keeps pending would sit in the block of a far larger write (the 101
+// response's is over 400 bytes) for the connection's whole life. With an
+// allocator of its own it takes its own size.
+template <class T>
+struct exact_allocator {
+  using value_type = T;
+  exact_allocator() = default;
+  template <class U>
+  exact_allocator(const exact_allocator<U>&) noexcept {}
+  T* allocate(std::size_t n) { return static_cast<T*>(::operator new(n * sizeof(T))); }
+  void deallocate(T* p, std::size_t) noexcept { ::operator delete(p); }
+  template <class U>
+  bool operator==(const exact_allocator<U>&) const noexcept {
+    return true;
+  }
+  template <class U>
+  bool operator!=(const exact_allocator<U>&) const noexcept {
+    return false;
+  }
+};
 
 // The time left until `expires` (unix seconds) as a delay for the actor
 // clock; nothing for a token without `exp` or one that outlives any
@@ -165,7 +189,9 @@ void websocket_session::do_read() {
   reading_ = true;
   socket_.async_wait(
       tcp::socket::wait_read,
-      beast::bind_front_handler(&websocket_session::on_read, shared_from_this()));
+      net::bind_allocator(
+          exact_allocator<void>{},
+          beast::bind_front_handler(&websocket_session::on_read, shared_from_this())));
 }
 
 // Asio's reactor is edge-triggered: once woken, the session reads until the
