@@ -20,7 +20,7 @@ namespace {
 using time_point = caf::actor_clock::time_point;
 
 struct connection_state {
-  connection_settings cfg;
+  connection_settings_ptr cfg;
   hub_actor hub;
   presence_actor presence;
   stats* st = nullptr;
@@ -107,7 +107,7 @@ void enqueue(connection_ptr self, payload frame) {
   st.queued_bytes += frame->size();
   st.queue.push_back(std::move(frame));
   st.st->queue_bytes_seen(static_cast<std::int64_t>(st.queued_bytes));
-  if (st.queued_bytes > st.cfg.send_queue_limit) {
+  if (st.queued_bytes > st.cfg->send_queue_limit) {
     st.st->dropped(drop_reason::slow_consumer);
     return close(self, close_code::policy, close_reason::slow_consumer);
   }
@@ -129,7 +129,7 @@ void on_written(connection_ptr self, std::uint64_t bytes) {
 
 void sweep(connection_ptr self) {
   auto& st = self->state;
-  if (self->clock().now() - st.last_activity <= st.cfg.idle_timeout)
+  if (self->clock().now() - st.last_activity <= st.cfg->idle_timeout)
     return;
   stats::bump(st.st->stale_closed);
   close(self, close_code::going_away, close_reason::stale);
@@ -147,7 +147,7 @@ void expire(connection_ptr self) {
 
 bool take_token(connection_ptr self, time_point now) {
   auto& st = self->state;
-  double rate = st.cfg.rate_limit;
+  double rate = st.cfg->rate_limit;
   std::chrono::duration<double> elapsed = now - st.refilled;
   st.refilled = now;
   st.tokens = std::min(2 * rate, st.tokens + elapsed.count() * rate);
@@ -169,7 +169,7 @@ void rate_limited(connection_ptr self, const inbound& in, time_point now) {
   if (!st.flood_since || now - st.last_limited >= flood_quiet)
     st.flood_since = now;
   st.last_limited = now;
-  if (now - *st.flood_since >= st.cfg.flood_close_after)
+  if (now - *st.flood_since >= st.cfg->flood_close_after)
     return close(self, close_code::policy, close_reason::policy);
   enqueue(self, protocol::error("rate_limited", "too many messages", in.ref, in.has_ref));
 }
@@ -307,7 +307,7 @@ void on_upgraded(connection_ptr self) {
   CAF_LOG_DEBUG("upgraded" << CAF_ARG2("actor", self->id()) << CAF_ARG2("user", st.user)
                            << CAF_ARG2("connection", st.id));
   self->become(open(self));
-  enqueue(self, protocol::welcome(st.user, st.id, st.cfg.node_id));
+  enqueue(self, protocol::welcome(st.user, st.id, st.cfg->node_id));
 }
 
 connection_actor::behavior_type upgrading(connection_ptr self) {
@@ -340,11 +340,10 @@ void on_admission(connection_ptr self, admission verdict, std::string id) {
   self->become(upgrading(self));
 }
 
-connection_actor::behavior_type connection(connection_ptr self, connection_settings cfg,
-                                           hub_actor hub, presence_actor presence,
-                                           stats* st, transport_ptr socket, user_id user,
-                                           std::string remote,
-                                           std::optional<caf::timespan> lifetime) {
+connection_actor::behavior_type
+connection(connection_ptr self, connection_settings_ptr cfg, hub_actor hub,
+           presence_actor presence, stats* st, transport_ptr socket, user_id user,
+           std::string remote, std::optional<caf::timespan> lifetime) {
   auto& s = self->state;
   s.cfg = std::move(cfg);
   s.hub = std::move(hub);
@@ -354,7 +353,7 @@ connection_actor::behavior_type connection(connection_ptr self, connection_setti
   s.user = user;
   s.remote = std::move(remote);
   s.last_activity = s.refilled = self->clock().now();
-  s.tokens = 2.0 * s.cfg.rate_limit;
+  s.tokens = 2.0 * s.cfg->rate_limit;
   CAF_LOG_DEBUG("spawn" << CAF_ARG2("actor", self->id()) << CAF_ARG(user)
                         << CAF_ARG2("remote", s.remote));
   // Only a connection whose token expires has this timer; while admitting
@@ -375,7 +374,7 @@ connection_actor::behavior_type connection(connection_ptr self, connection_setti
 
 } // namespace
 
-connection_actor spawn_connection(caf::actor_system& sys, connection_settings cfg,
+connection_actor spawn_connection(caf::actor_system& sys, connection_settings_ptr cfg,
                                   hub_actor hub, presence_actor presence, stats& st,
                                   transport_ptr socket, user_id user,
                                   std::string remote_address,

@@ -16,7 +16,7 @@ namespace hubnode {
 // Registers with the hub at once; the socket is accepted or rejected only
 // when the hub has answered. With a `lifetime` (a JWT with `exp`: the time
 // left until it expires) the connection is closed with 1008 when it runs out.
-connection_actor spawn_connection(caf::actor_system& sys, connection_settings cfg,
+connection_actor spawn_connection(caf::actor_system& sys, connection_settings_ptr cfg,
                                   hub_actor hub, presence_actor presence, stats& st,
                                   transport_ptr socket, user_id user,
                                   std::string remote_address,

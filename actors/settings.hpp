@@ -25,6 +25,10 @@ struct connection_settings {
   caf::timespan flood_close_after = std::chrono::seconds(3);
 };
 
+// Shared by every connection actor rather than copied into each: an idle
+// connection should not carry its own copy of the node id.
+using connection_settings_ptr = std::shared_ptr<const connection_settings>;
+
 struct presence_settings {
   caf::timespan grace_period = std::chrono::milliseconds(100);
   std::size_t max_watched = 1000; // users one connection may watch

@@ -156,8 +156,13 @@ int main(int argc, char** argv) {
   caf::actor_system system{cfg};
   stats st;
   auto actors = spawn_actors(system, cfg.opt, st);
-  server_context ctx{system, actors.hub, actors.presence,
-                     st,     cfg.opt,    make_connection_settings(cfg.opt)};
+  server_context ctx{
+      system,
+      actors.hub,
+      actors.presence,
+      st,
+      cfg.opt,
+      std::make_shared<const connection_settings>(make_connection_settings(cfg.opt))};
 
   net::io_context ioc{static_cast<int>(cfg.opt.io_threads)};
   auto lst = std::make_shared<listener>(ioc, ctx);

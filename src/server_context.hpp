@@ -22,7 +22,7 @@ struct server_context {
   presence_actor presence;
   stats& st;
   const node_options& opt;
-  connection_settings connection;
+  connection_settings_ptr connection;
   // Cleared at shutdown, so /readyz turns 503 while clients are closed.
   std::atomic<bool> accepting{true};
 };

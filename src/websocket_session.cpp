@@ -6,8 +6,12 @@
 #include "actors/connection.hpp"
 #include "src/protocol.hpp"
 
+#include <boost/asio/bind_allocator.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/bind_handler.hpp>
+#include <boost/beast/websocket/detail/hybi13.hpp>
 
 #include "caf/send.hpp"
 
@@ -24,13 +28,41 @@ caf::timespan close_bound(const node_options& opt) {
   return std::min<caf::timespan>(std::chrono::seconds(1), opt.shutdown_timeout / 2);
 }
 
-// Beast reserves its read size in the buffer before any byte arrives, so an
-// idle connection would hold 1.5 KiB for nothing. The first read of a message
-// asks for little (most frames fit), the rest of a longer message in big
-// steps; buffers that grew for a large message are given back afterwards.
-constexpr std::size_t first_read = 128;
-constexpr std::size_t next_read = 64 * 1024;
-constexpr std::size_t idle_buffer_limit = 4096;
+// One read buffer per I/O thread, not one per connection: a connection waits
+// for readability with no buffer and reads only when bytes are there.
+constexpr std::size_t read_buffer_size = 64 * 1024;
+
+char* read_buffer() {
+  thread_local std::vector<char> buffer(read_buffer_size);
+  return buffer.data();
+}
+
+// Reads per readiness before the connection yields its thread: a client
+// sending without pause must not starve the others.
+constexpr int reads_per_turn = 16;
+
+// Asio hands an operation the cached memory of the thread's last finished
+// one if it is large enough, whatever its size: the wait an idle connection
+// keeps pending would sit in the block of a far larger write (the 101
+// response's is over 400 bytes) for the connection's whole life. With an
+// allocator of its own it takes its own size.
+template <class T>
+struct exact_allocator {
+  using value_type = T;
+  exact_allocator() = default;
+  template <class U>
+  exact_allocator(const exact_allocator<U>&) noexcept {}
+  T* allocate(std::size_t n) { return static_cast<T*>(::operator new(n * sizeof(T))); }
+  void deallocate(T* p, std::size_t) noexcept { ::operator delete(p); }
+  template <class U>
+  bool operator==(const exact_allocator<U>&) const noexcept {
+    return true;
+  }
+  template <class U>
+  bool operator!=(const exact_allocator<U>&) const noexcept {
+    return false;
+  }
+};
 
 // The time left until `expires` (unix seconds) as a delay for the actor
 // clock; nothing for a token without `exp` or one that outlives any
@@ -55,38 +87,40 @@ std::string remote_of(const tcp::socket& socket) {
 }
 
 bool is_client_close(beast::error_code ec) {
-  return ec == websocket::error::closed || ec == net::error::eof ||
-         ec == net::error::connection_reset || ec == net::error::broken_pipe;
+  return ec == net::error::eof || ec == net::error::connection_reset ||
+         ec == net::error::broken_pipe;
 }
 
-// Beast has already sent the close frame for these; the actor is told why.
-std::uint16_t violation_code(beast::error_code ec) {
-  if (ec == websocket::error::message_too_big)
-    return close_code::too_big;
-  if (ec == websocket::error::bad_frame_payload)
-    return close_code::invalid_payload;
-  if (ec == websocket::condition::protocol_violation)
-    return 1002;
-  return 0;
+// RFC 6455 4.2.2: check_upgrade has already refused a missing or malformed key.
+http_response switching_protocols(const http_request& req) {
+  namespace detail = beast::websocket::detail;
+  detail::sec_ws_accept_type accept;
+  detail::make_sec_ws_accept(accept, req[http::field::sec_websocket_key]);
+  http_response res{http::status::switching_protocols, req.version()};
+  res.set(http::field::upgrade, "websocket");
+  res.set(http::field::connection, "Upgrade");
+  res.set(http::field::sec_websocket_accept,
+          beast::string_view(accept.data(), accept.size()));
+  return res;
 }
 
 } // namespace
 
 websocket_session::websocket_session(tcp::socket&& socket, server_context& ctx)
-    : ws_(std::move(socket)), ctx_(ctx) {}
+    : socket_(std::move(socket)), ctx_(ctx), decoder_(ctx.opt.max_message_size) {}
 
 template <class F>
 void websocket_session::on_strand(F&& f) {
-  net::dispatch(ws_.get_executor(), [self = shared_from_this(),
-                                     f = std::forward<F>(f)]() mutable { f(*self); });
+  net::dispatch(socket_.get_executor(), [self = shared_from_this(),
+                                         f = std::forward<F>(f)]() mutable { f(*self); });
 }
 
 void websocket_session::run(http_request req, user_id user,
                             std::optional<std::int64_t> expires) {
   request_ = std::make_unique<http_request>(std::move(req));
   actor_ = spawn_connection(ctx_.system, ctx_.connection, ctx_.hub, ctx_.presence,
-                            ctx_.st, shared_from_this(), user,
-                            remote_of(ws_.next_layer()), lifetime_of(expires));
+                            ctx_.st, shared_from_this(), user, remote_of(socket_),
+                            lifetime_of(expires));
   // However the actor ends, its socket must not outlive it.
   actor_->attach_functor([weak = weak_from_this()](const caf::error&) {
     if (auto self = weak.lock())
@@ -94,37 +128,40 @@ void websocket_session::run(http_request req, user_id user,
   });
 }
 
+// -- the upgrade --------------------------------------------------------------
+
 void websocket_session::accept() {
   on_strand([](websocket_session& self) { self.do_accept(); });
 }
 
 void websocket_session::do_accept() {
-  if (!request_ || gone_)
+  if (phase_ != phase::admitting)
     return;
-  ws_.set_option(websocket::stream_base::timeout{ctx_.opt.handshake_timeout,
-                                                 websocket::stream_base::none(), false});
-  ws_.read_message_max(ctx_.opt.max_message_size);
-  ws_.auto_fragment(false);
-  ws_.text(true);
-  ws_.control_callback([this](websocket::frame_type kind, beast::string_view) {
-    if (kind == websocket::frame_type::pong)
-      caf::anon_send(actor_, activity_atom::value);
-  });
-  ws_.async_accept(*request_, beast::bind_front_handler(&websocket_session::on_accept,
-                                                        shared_from_this()));
+  phase_ = phase::upgrading;
+  response_ = std::make_unique<http_response>(switching_protocols(*request_));
+  request_.reset();
+  // A few hundred bytes: the socket buffer takes them even from a client
+  // that does not read, so this write needs no deadline of its own.
+  http::async_write(
+      socket_, *response_,
+      beast::bind_front_handler(&websocket_session::on_accept, shared_from_this()));
 }
 
-void websocket_session::on_accept(beast::error_code ec) {
-  request_.reset();
+void websocket_session::on_accept(beast::error_code ec, std::size_t) {
+  response_.reset();
   if (ec) {
     caf::anon_send(actor_, closed_atom::value, close_reason::error);
     return fail(ec);
   }
-  open_ = true;
+  if (phase_ == phase::upgrading)
+    phase_ = phase::open;
   caf::anon_send(actor_, upgraded_atom::value);
-  if (closing_)
-    return start_close();
+  // Reads never block: a socket without bytes answers would_block.
+  socket_.non_blocking(true, ec);
+  if (ec)
+    return fail(ec);
   do_read();
+  do_write(); // a close that came during the upgrade
 }
 
 void websocket_session::reject(admission why) {
@@ -132,91 +169,205 @@ void websocket_session::reject(admission why) {
 }
 
 void websocket_session::do_reject(admission why) {
+  if (phase_ != phase::admitting)
+    return;
+  phase_ = phase::rejecting;
   request_.reset();
-  rejection_ = std::make_unique<http_response>(admission_response(why));
-  rejection_->keep_alive(false);
-  rejection_->prepare_payload();
-  // A few hundred bytes: the socket buffer takes them even from a client
-  // that does not read, so this write needs no deadline of its own.
-  http::async_write(ws_.next_layer(), *rejection_,
+  response_ = std::make_unique<http_response>(admission_response(why));
+  response_->keep_alive(false);
+  response_->prepare_payload();
+  http::async_write(socket_, *response_,
                     [self = shared_from_this()](beast::error_code, std::size_t) {
-                      self->rejection_.reset();
+                      self->response_.reset();
                       self->drop();
                     });
 }
 
+// -- reading ------------------------------------------------------------------
+
 void websocket_session::do_read() {
-  ws_.async_read_some(
-      buffer_, buffer_.size() == 0 ? first_read : next_read,
-      beast::bind_front_handler(&websocket_session::on_read, shared_from_this()));
+  reading_ = true;
+  socket_.async_wait(
+      tcp::socket::wait_read,
+      net::bind_allocator(
+          exact_allocator<void>{},
+          beast::bind_front_handler(&websocket_session::on_read, shared_from_this())));
 }
 
-void websocket_session::on_read(beast::error_code ec, std::size_t) {
-  if (ec) {
-    if (auto code = violation_code(ec); code != 0)
-      caf::anon_send(actor_, violation_atom::value, code);
-    else if (!closing_)
-      caf::anon_send(actor_, closed_atom::value,
-                     is_client_close(ec) ? close_reason::client : close_reason::error);
-    return fail(ec);
+// Asio's reactor is edge-triggered: once woken, the session reads until the
+// socket has nothing more, or yields and comes back by a post.
+void websocket_session::on_read(beast::error_code ec) {
+  reading_ = false;
+  for (int i = 0; i < reads_per_turn && !ec; ++i) {
+    auto n = socket_.read_some(net::buffer(read_buffer(), read_buffer_size), ec);
+    if (ec == net::error::would_block)
+      return do_read();
+    if (!ec && !on_bytes(read_buffer(), n))
+      return;
   }
-  if (!ws_.is_message_done())
-    return do_read();
-  if (ws_.got_text()) {
-    auto text = beast::buffers_to_string(buffer_.data());
-    caf::anon_send(actor_, frame_atom::value, protocol::parse_request(text));
-  } else {
-    caf::anon_send(actor_, violation_atom::value, close_code::unsupported);
+  if (!ec) {
+    reading_ = true;
+    return net::post(
+        socket_.get_executor(),
+        beast::bind_front_handler(&websocket_session::on_read, shared_from_this(), ec));
   }
-  buffer_.consume(buffer_.size());
-  if (buffer_.capacity() > idle_buffer_limit)
-    buffer_.shrink_to_fit();
-  do_read();
+  // The actor decided to close, or already knows how the socket ended.
+  if (phase_ != phase::closing && phase_ != phase::draining)
+    caf::anon_send(actor_, closed_atom::value,
+                   is_client_close(ec) ? close_reason::client : close_reason::error);
+  fail(ec);
 }
+
+// Decodes every whole frame in `data`; the rest waits in partial_ for the
+// next read. False: stop reading (the client broke the protocol).
+bool websocket_session::on_bytes(char* data, std::size_t size) {
+  if (phase_ != phase::open)
+    return phase_ != phase::gone; // after a close only EOF matters
+  bool joined = !partial_.empty();
+  if (joined) {
+    partial_.append(data, size);
+    data = partial_.data();
+    size = partial_.size();
+  }
+  std::size_t used = 0;
+  for (;;) {
+    auto event = decoder_.decode(data + used, size - used);
+    if (event.type == ws::frame_event::kind::incomplete)
+      break;
+    if (!on_event(event)) {
+      std::string().swap(partial_);
+      return phase_ == phase::closing;
+    }
+    used += event.used;
+  }
+  if (joined)
+    partial_.erase(0, used);
+  else
+    partial_.assign(data + used, size - used);
+  if (partial_.empty())
+    std::string().swap(partial_); // the frame is complete: give its memory back
+  return true;
+}
+
+// False: decode no further.
+bool websocket_session::on_event(const ws::frame_event& event) {
+  using kind = ws::frame_event::kind;
+  switch (event.type) {
+  case kind::text:
+    caf::anon_send(actor_, frame_atom::value, protocol::parse_request(event.payload));
+    return true;
+  case kind::ping:
+    // RFC 6455 5.5.3: answering only the latest of several pings is enough.
+    pong_ = ws::encode_control(ws::opcode::pong, event.payload);
+    do_write();
+    return true;
+  case kind::pong:
+    caf::anon_send(actor_, activity_atom::value);
+    return true;
+  case kind::close:
+    on_client_close(event.code);
+    return false;
+  case kind::violation:
+    caf::anon_send(actor_, violation_atom::value, event.code);
+    return false;
+  case kind::fragment:
+  case kind::incomplete:
+    break;
+  }
+  return true;
+}
+
+// The client started the close handshake: its code goes back to it once the
+// write on the wire is done.
+void websocket_session::on_client_close(std::uint16_t code) {
+  caf::anon_send(actor_, closed_atom::value, close_reason::client);
+  start_closing(code);
+}
+
+// -- writing ------------------------------------------------------------------
 
 void websocket_session::write(std::vector<payload> frames) {
   on_strand([frames = std::move(frames)](websocket_session& self) mutable {
-    if (!self.open_ || self.closing_ || self.gone_ || !self.writing_.empty())
+    if (self.phase_ != phase::open || !self.frames_.empty())
       return;
-    self.writing_ = std::move(frames);
-    self.write_index_ = 0;
-    self.write_bytes_ = 0;
+    self.frames_ = std::move(frames);
     self.do_write();
   });
 }
 
+// Starts the next write, if one is due and none is on the wire: pongs first,
+// then pings, the actor's frames, and the close frame last. A close asked for
+// during the upgrade waits for the 101 response to go out.
 void websocket_session::do_write() {
-  auto& frame = *writing_[write_index_];
-  ws_.async_write(
-      net::buffer(frame.data(), frame.size()),
+  if (wire_ != wire::idle || response_ || phase_ < phase::open || phase_ > phase::closing)
+    return;
+  if (!pong_.empty())
+    return write_control(wire::control, std::exchange(pong_, {}));
+  if (ping_due_) {
+    ping_due_ = false;
+    return write_control(wire::control, ws::encode_control(ws::opcode::ping));
+  }
+  if (!frames_.empty())
+    return write_frames();
+  if (phase_ == phase::closing)
+    write_control(wire::close, ws::encode_close(close_code_));
+}
+
+// One gathered write: each frame's header of its own, the payload shared with
+// every other recipient of the message.
+void websocket_session::write_frames() {
+  headers_.reserve(frames_.size());
+  for (const auto& frame : frames_)
+    headers_.push_back(ws::encode_header(ws::opcode::text, frame->size()));
+  std::vector<net::const_buffer> buffers;
+  buffers.reserve(2 * frames_.size());
+  for (std::size_t i = 0; i < frames_.size(); ++i) {
+    buffers.emplace_back(headers_[i].bytes.data(), headers_[i].size);
+    buffers.emplace_back(frames_[i]->data(), frames_[i]->size());
+  }
+  wire_ = wire::frames;
+  net::async_write(
+      socket_, buffers,
+      beast::bind_front_handler(&websocket_session::on_write, shared_from_this()));
+}
+
+void websocket_session::write_control(wire kind, std::string frame) {
+  control_ = std::move(frame);
+  wire_ = kind;
+  net::async_write(
+      socket_, net::buffer(control_),
       beast::bind_front_handler(&websocket_session::on_write, shared_from_this()));
 }
 
 void websocket_session::on_write(beast::error_code ec, std::size_t) {
+  auto done = std::exchange(wire_, wire::idle);
   if (ec)
     return fail(ec);
-  write_bytes_ += writing_[write_index_]->size();
-  if (++write_index_ < writing_.size())
-    return do_write();
-  writing_ = {};
-  caf::anon_send(actor_, written_atom::value, write_bytes_);
+  if (done == wire::frames) {
+    std::uint64_t bytes = 0;
+    for (const auto& frame : frames_)
+      bytes += frame->size();
+    frames_ = {};
+    headers_ = {};
+    caf::anon_send(actor_, written_atom::value, bytes);
+  }
+  control_ = {};
+  if (done == wire::close)
+    return on_close_sent();
+  do_write();
 }
+
+// -- pings and closing --------------------------------------------------------
 
 void websocket_session::ping() {
   on_strand([](websocket_session& self) { self.do_ping(); });
 }
 
 void websocket_session::do_ping() {
-  if (!open_ || closing_ || gone_ || ping_pending_)
+  if (phase_ != phase::open)
     return;
-  ping_pending_ = true;
-  ws_.async_ping({}, [self = shared_from_this()](beast::error_code ec) {
-    self->ping_pending_ = false;
-    if (ec)
-      return self->fail(ec);
-    if (self->closing_)
-      self->start_close();
-  });
+  ping_due_ = true;
+  do_write();
 }
 
 void websocket_session::close(std::uint16_t code) {
@@ -224,49 +375,49 @@ void websocket_session::close(std::uint16_t code) {
 }
 
 void websocket_session::do_close(std::uint16_t code) {
-  if (closing_ || gone_ || rejection_)
-    return;
-  closing_ = true;
+  if (phase_ == phase::admitting)
+    return drop(); // the actor ended before it was admitted
+  if (phase_ == phase::upgrading || phase_ == phase::open)
+    start_closing(code);
+}
+
+void websocket_session::start_closing(std::uint16_t code) {
+  phase_ = phase::closing;
   close_code_ = code;
-  close_deadline_ = std::make_unique<boost::asio::steady_timer>(ws_.get_executor());
+  close_deadline_ = std::make_unique<net::steady_timer>(socket_.get_executor());
   close_deadline_->expires_after(close_bound(ctx_.opt));
   close_deadline_->async_wait([self = shared_from_this()](beast::error_code ec) {
     if (!ec)
       self->drop();
   });
-  if (!open_ && !request_)
-    return drop();
-  // An accept or a ping in flight finishes first; their handlers continue.
-  if (open_ && !ping_pending_)
-    start_close();
+  do_write();
 }
 
-void websocket_session::start_close() {
-  ws_.async_close(
-      websocket::close_reason{close_code_},
-      beast::bind_front_handler(&websocket_session::on_close, shared_from_this()));
-}
-
-void websocket_session::on_close(beast::error_code ec) {
-  if (ec)
-    fail(ec);
+// RFC 6455 7.1.1: the server ends the TCP connection first. Shutting the
+// sending side tells the client; its EOF (or the deadline) ends the socket.
+void websocket_session::on_close_sent() {
+  phase_ = phase::draining;
+  beast::error_code ec;
+  socket_.shutdown(tcp::socket::shutdown_send, ec);
+  if (!reading_)
+    do_read();
 }
 
 void websocket_session::fail(beast::error_code ec) {
-  if (ec != net::error::operation_aborted)
+  if (ec != net::error::operation_aborted && ec != net::error::eof)
     CAF_LOG_DEBUG("websocket ended:" << CAF_ARG2("error", ec.message()));
   drop();
 }
 
 void websocket_session::drop() {
-  if (gone_)
+  if (phase_ == phase::gone)
     return;
-  gone_ = true;
+  phase_ = phase::gone;
   if (close_deadline_)
     close_deadline_->cancel();
   beast::error_code ec;
-  ws_.next_layer().shutdown(tcp::socket::shutdown_both, ec);
-  ws_.next_layer().close(ec);
+  socket_.shutdown(tcp::socket::shutdown_both, ec);
+  socket_.close(ec);
 }
 
 } // namespace hubnode

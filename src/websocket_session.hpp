@@ -2,22 +2,27 @@
 // its connection actor drives, and reports everything it reads back to that
 // actor. It owns no protocol state: queueing, limits and the decision to
 // close belong to the actor.
+//
+// The framing is hubnode's own (websocket_frame.hpp) over a plain socket,
+// not Beast's websocket::stream, so that an idle connection holds no read
+// buffer: it waits for readability, reads into a buffer of its I/O thread,
+// and keeps only the bytes of an incomplete frame.
 #pragma once
 
 #include "src/log.hpp"
 
 #include "actors/transport.hpp"
 #include "src/http_routes.hpp"
+#include "src/websocket_frame.hpp"
 
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/websocket.hpp>
+#include <boost/beast/core/error.hpp>
 #include <memory>
 
 namespace hubnode {
 
 namespace beast = boost::beast;
-namespace websocket = beast::websocket;
 
 class websocket_session : public transport,
                           public std::enable_shared_from_this<websocket_session> {
@@ -36,44 +41,60 @@ public:
   void close(std::uint16_t code) override;
 
 private:
+  // One state instead of a set of flags: every call checks where it is.
+  enum class phase : std::uint8_t {
+    admitting, // waiting for the actor's accept() or reject()
+    upgrading, // the 101 response is being written
+    rejecting, // the HTTP error is being written
+    open,      // frames flow both ways
+    closing,   // a close frame is due once the write on the wire is done
+    draining,  // close frame sent, sending side shut: reading until EOF
+    gone,
+  };
+  // What is on the wire; at most one write is in flight.
+  enum class wire : std::uint8_t { idle, frames, control, close };
+
   void do_accept();
-  void on_accept(beast::error_code ec);
+  void on_accept(beast::error_code ec, std::size_t bytes);
   void do_reject(admission why);
   void do_read();
-  void on_read(beast::error_code ec, std::size_t bytes);
+  void on_read(beast::error_code ec);
+  bool on_bytes(char* data, std::size_t size);
+  bool on_event(const ws::frame_event& event);
+  void on_client_close(std::uint16_t code);
   void do_write();
+  void write_frames();
+  void write_control(wire kind, std::string frame);
   void on_write(beast::error_code ec, std::size_t bytes);
   void do_ping();
   void do_close(std::uint16_t code);
-  void start_close();
-  void on_close(beast::error_code ec);
+  void start_closing(std::uint16_t code);
+  void on_close_sent();
   void fail(beast::error_code ec);
   void drop();
 
   template <class F>
   void on_strand(F&& f);
 
-  // A plain socket, not a tcp_stream: after the upgrade its two timers
-  // would sit unused for the connection's whole life; the WebSocket
-  // stream's own timeout bounds the handshake. No permessage-deflate: its
-  // zlib state costs more memory than the small JSON frames here save.
-  websocket::stream<boost::asio::ip::tcp::socket, false> ws_;
-  beast::flat_buffer buffer_;
+  boost::asio::ip::tcp::socket socket_;
   server_context& ctx_;
   connection_actor actor_;
-  // Held only for a moment, so kept out of line: an idle connection should
-  // not carry an empty request and response.
-  std::unique_ptr<http_request> request_;    // until accepted or rejected
-  std::unique_ptr<http_response> rejection_; // while it is being written
-  std::vector<payload> writing_;             // the batch on the wire
-  std::size_t write_index_ = 0;
-  std::uint64_t write_bytes_ = 0;
+  ws::frame_decoder decoder_;
+  // Held only for a moment, so kept out of line or empty: an idle connection
+  // carries no request, response, buffer or timer.
+  std::string partial_;                     // the bytes of an incomplete frame
+  std::unique_ptr<http_request> request_;   // until accepted or rejected
+  std::unique_ptr<http_response> response_; // the 101 or the rejection, while written
+  std::vector<payload> frames_;             // the actor's batch on the wire
+  std::vector<ws::frame_header> headers_;   // their headers
+  std::string control_;                     // the control frame on the wire
+  std::string pong_;                        // the pong due, a whole frame
   std::unique_ptr<boost::asio::steady_timer> close_deadline_; // only while closing
   std::uint16_t close_code_ = 0;
-  bool open_ = false;
-  bool ping_pending_ = false;
-  bool closing_ = false;
-  bool gone_ = false;
+  phase phase_ = phase::admitting;
+  wire wire_ = wire::idle;
+  bool reading_ = false;
+  bool ping_due_ = false;
 };
 
 } // namespace hubnode

@@ -22,7 +22,7 @@ max_len=${FUZZ_MAX_LEN:-8192}
 mkdir -p "$work"
 work=$(cd "$work" && pwd)
 
-targets=${*:-fuzz_protocol fuzz_user_id fuzz_jwt fuzz_http}
+targets=${*:-fuzz_protocol fuzz_user_id fuzz_jwt fuzz_http fuzz_websocket_frame}
 
 sources_of() {
   case $1 in
@@ -30,6 +30,7 @@ sources_of() {
   fuzz_user_id) echo src/user_id.cpp ;;
   fuzz_jwt) echo src/jwt.cpp src/user_id.cpp ;;
   fuzz_http) echo src/http_target.cpp src/user_id.cpp ;;
+  fuzz_websocket_frame) echo src/websocket_frame.cpp ;;
   *) echo "unknown fuzz target $1" >&2; exit 2 ;;
   esac
 }

@@ -35,7 +35,8 @@ struct client {
 };
 
 struct connection_fixture : actor_fixture {
-  connection_settings cfg = make_settings();
+  connection_settings_ptr cfg =
+      std::make_shared<const connection_settings>(make_settings());
   hub_settings hub_cfg = make_hub_settings();
   presence_actor presence = spawn_presence(sys, presence_settings{100ms}, st);
   hub_actor hub = spawn_hub(sys, hub_cfg, presence, st);
