@@ -13,19 +13,10 @@ namespace bench {
 
 namespace beast = boost::beast;
 namespace http = beast::http;
+using opcode = ws::opcode;
 using error_code = boost::system::error_code;
 
 namespace {
-
-// RFC 6455 opcodes.
-enum opcode : std::uint8_t {
-  op_continuation = 0x0,
-  op_text = 0x1,
-  op_binary = 0x2,
-  op_close = 0x8,
-  op_ping = 0x9,
-  op_pong = 0xA,
-};
 
 // Reads are this big unless a frame needs more: an idle connection then
 // costs 2 KiB of buffer, a busy one still gets dozens of frames per read.
@@ -172,32 +163,32 @@ bool ws_client::parse_frames() {
       read_size_ = std::max<std::size_t>(min_read, header + length - have);
       return true;
     }
-    on_frame(p[0] & 0x0F, (p[0] & 0x80) != 0,
+    on_frame(static_cast<opcode>(p[0] & 0x0F), (p[0] & 0x80) != 0,
              std::string_view(reinterpret_cast<const char*>(p + header), length));
     in_.consume(header + length);
   }
   return false;
 }
 
-void ws_client::on_frame(std::uint8_t opcode, bool fin, std::string_view payload) {
-  switch (opcode) {
-  case op_text:
+void ws_client::on_frame(opcode op, bool fin, std::string_view payload) {
+  switch (op) {
+  case opcode::text:
     if (fin)
       return on_message(payload);
     fragments_.assign(payload);
     return;
-  case op_continuation:
+  case opcode::continuation:
     fragments_.append(payload);
     if (fin) {
       on_message(fragments_);
       fragments_.clear();
     }
     return;
-  case op_ping:
-    return write_frame(op_pong, payload);
-  case op_pong:
+  case opcode::ping:
+    return write_frame(opcode::pong, payload);
+  case opcode::pong:
     return;
-  case op_close:
+  case opcode::close:
     if (state_ == state::closing)
       return end("closed");
     return end(payload.size() >= 2
@@ -205,7 +196,7 @@ void ws_client::on_frame(std::uint8_t opcode, bool fin, std::string_view payload
                          std::to_string(big_endian(
                              reinterpret_cast<const std::uint8_t*>(payload.data()), 2))
                    : std::string("close"));
-  case op_binary:
+  case opcode::binary:
     return end("binary frame");
   default:
     return end("unknown opcode");
@@ -223,14 +214,14 @@ void ws_client::on_message(std::string_view text) {
 
 void ws_client::send_text(std::string_view payload) {
   if (state_ == state::open)
-    write_frame(op_text, payload);
+    write_frame(opcode::text, payload);
 }
 
-void ws_client::write_frame(std::uint8_t opcode, std::string_view payload) {
+void ws_client::write_frame(opcode op, std::string_view payload) {
   const std::size_t n = payload.size();
   char header[14];
   std::size_t used = 2;
-  header[0] = static_cast<char>(0x80 | opcode);
+  header[0] = static_cast<char>(0x80 | static_cast<std::uint8_t>(op));
   if (n < 126) {
     header[1] = static_cast<char>(0x80 | n);
   } else if (n < 65536) {
@@ -274,7 +265,7 @@ void ws_client::on_write(error_code ec, std::size_t) {
 void ws_client::close() {
   if (state_ != state::open)
     return;
-  write_frame(op_close, std::string_view("\x03\xE8", 2)); // 1000, normal closure
+  write_frame(opcode::close, std::string_view("\x03\xE8", 2)); // 1000, normal closure
   state_ = state::closing;
 }
 

@@ -5,6 +5,8 @@
 // traffic allocates nothing once the buffers have grown.
 #pragma once
 
+#include "src/websocket_frame.hpp"
+
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -18,6 +20,9 @@
 namespace bench {
 
 namespace net = boost::asio;
+// The opcodes are RFC 6455 constants; nothing else of the node is shared,
+// so that a bug in the node's frame layer cannot hide in the generator too.
+namespace ws = hubnode::ws;
 using tcp = net::ip::tcp;
 
 class ws_client : public std::enable_shared_from_this<ws_client> {
@@ -65,9 +70,9 @@ private:
   void read_more();
   void on_read(boost::system::error_code ec, std::size_t bytes);
   bool parse_frames();
-  void on_frame(std::uint8_t opcode, bool fin, std::string_view payload);
+  void on_frame(ws::opcode op, bool fin, std::string_view payload);
   void on_message(std::string_view text);
-  void write_frame(std::uint8_t opcode, std::string_view payload);
+  void write_frame(ws::opcode op, std::string_view payload);
   void flush();
   void on_write(boost::system::error_code ec, std::size_t);
   void end(std::string_view why);
