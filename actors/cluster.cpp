@@ -37,6 +37,17 @@ bool decode(std::string_view message, std::string_view& origin, std::string_view
 
 namespace {
 
+// A publish waiting for its pipeline's replies.
+struct pending_publish {
+  user_id user;
+  int self_receiver; // 1 while this node's subscriber is one of the receivers
+  caf::typed_response_promise<bool> rp;
+};
+
+// Enough to amortise the round trip; small enough that one pipeline stays
+// well inside redis.command-timeout.
+constexpr std::size_t max_batch = 256;
+
 struct cluster_state {
   redis_settings cfg;
   hub_actor hub;
@@ -50,6 +61,13 @@ struct cluster_state {
   // Users whose channel this node is subscribed to: those with a local
   // connection. The hub says when; this set only keeps it idempotent.
   std::unordered_set<user_id> subscribed;
+  // Publishes wait here while a pipeline is in flight and then go out
+  // together in the next one: a busy node pays one Redis round trip for many
+  // messages instead of one each, and one pipeline at a time keeps them in
+  // order. An idle node sends a publish at once.
+  redis_pipeline queued_commands;
+  std::vector<pending_publish> queued;
+  bool publishing = false;
 
   static const char* name;
 };
@@ -89,38 +107,75 @@ bool is_integer(const redis_reply& reply) {
   return reply.type == redis_reply::kind::integer;
 }
 
-// One round trip: the message to the user's channel, and whether the user is
-// in P`online`. Online elsewhere = another node's subscriber got it (this
-// node is one of the receivers only while it has a local connection of the
-// user, and then the hub knows the answer already) or presence has the user.
-caf::result<bool> publish(cluster_ptr self, user_id user, const payload& frame) {
+void dropped(cluster_ptr self, pending_publish& p, const std::string& why) {
+  // Debug only: an outage fails every publish, and the redis actor logs the
+  // outage itself; hubnode_messages_dropped_total counts these.
+  CAF_LOG_DEBUG("publish failed, remote recipients lose this message"
+                << CAF_ARG2("user", p.user) << CAF_ARG2("reason", why));
+  self->state.st->dropped(drop_reason::redis_down);
+  p.rp.deliver(false);
+}
+
+// Online elsewhere = another node's subscriber got the message (this node is
+// one of the receivers only while it has a local connection of the user, and
+// then the hub knows the answer already) or presence has the user.
+void answer(cluster_ptr self, pending_publish& p, const redis_replies& replies,
+            std::size_t at) {
+  if (replies.size() < at + 2 || !is_integer(replies[at])) {
+    dropped(self, p, replies.size() <= at ? "no reply" : replies[at].str);
+    return;
+  }
+  stats::bump(self->state.st->messages_remote);
+  auto receivers = replies[at].integer - p.self_receiver;
+  auto member = is_integer(replies[at + 1]) && replies[at + 1].integer == 1;
+  p.rp.deliver(receivers > 0 || member);
+}
+
+void flush(cluster_ptr self);
+
+// Sends up to max_batch queued publishes as one pipeline, two commands each.
+void send_batch(cluster_ptr self) {
   auto& st = self->state;
-  redis_pipeline pipeline{
-      {"PUBLISH", user_channel(self, user), cluster_wire::encode(st.cfg.node_id, *frame)},
-      {"SISMEMBER", st.online_key, std::to_string(user)}};
-  auto self_receiver = st.subscribed.count(user) > 0 ? 1 : 0;
-  auto rp = self->make_response_promise<bool>();
-  auto dropped = [self, rp, user](const std::string& why) mutable {
-    // Debug only: an outage fails every publish, and the redis actor logs
-    // the outage itself; hubnode_messages_dropped_total counts these.
-    CAF_LOG_DEBUG("publish failed, remote recipients lose this message"
-                  << CAF_ARG(user) << CAF_ARG2("reason", why));
-    self->state.st->dropped(drop_reason::redis_down);
-    rp.deliver(false);
-  };
+  auto count = std::min(st.queued.size(), max_batch);
+  std::vector<pending_publish> batch(std::make_move_iterator(st.queued.begin()),
+                                     std::make_move_iterator(st.queued.begin() + count));
+  st.queued.erase(st.queued.begin(), st.queued.begin() + count);
+  redis_pipeline pipeline(
+      std::make_move_iterator(st.queued_commands.begin()),
+      std::make_move_iterator(st.queued_commands.begin() + 2 * count));
+  st.queued_commands.erase(st.queued_commands.begin(),
+                           st.queued_commands.begin() + 2 * count);
+  st.publishing = true;
   self->request(st.redis, publish_timeout(st.cfg), redis_atom::value, std::move(pipeline))
       .then(
-          [self, rp, dropped, self_receiver](const redis_replies& replies) mutable {
-            if (replies.size() != 2 || !is_integer(replies[0])) {
-              dropped(replies.empty() ? "no reply" : replies[0].str);
-              return;
-            }
-            stats::bump(self->state.st->messages_remote);
-            auto receivers = replies[0].integer - self_receiver;
-            auto member = is_integer(replies[1]) && replies[1].integer == 1;
-            rp.deliver(receivers > 0 || member);
+          [self, batch](const redis_replies& replies) mutable {
+            for (std::size_t i = 0; i < batch.size(); ++i)
+              answer(self, batch[i], replies, 2 * i);
+            self->state.publishing = false;
+            flush(self);
           },
-          [dropped](caf::error& err) mutable { dropped(to_string(err)); });
+          [self, batch](caf::error& err) mutable {
+            for (auto& p : batch)
+              dropped(self, p, to_string(err));
+            self->state.publishing = false;
+            flush(self);
+          });
+}
+
+void flush(cluster_ptr self) {
+  if (!self->state.publishing && !self->state.queued.empty())
+    send_batch(self);
+}
+
+// The message to the user's channel, and whether the user is in P`online`.
+caf::result<bool> publish(cluster_ptr self, user_id user, const payload& frame) {
+  auto& st = self->state;
+  st.queued_commands.push_back({"PUBLISH", user_channel(self, user),
+                                cluster_wire::encode(st.cfg.node_id, *frame)});
+  st.queued_commands.push_back({"SISMEMBER", st.online_key, std::to_string(user)});
+  auto rp = self->make_response_promise<bool>();
+  st.queued.push_back({user, st.subscribed.count(user) > 0 ? 1 : 0, rp});
+  flush(self);
   return rp;
 }
 

@@ -199,16 +199,30 @@ TEST_CASE_FIXTURE(cluster_fixture, "cluster: a failed publish is a drop, not an 
   CHECK(st.messages_dropped[static_cast<int>(drop_reason::redis_down)] == 2);
 }
 
-TEST_CASE_FIXTURE(cluster_fixture, "cluster: publishes keep their order") {
-  for (int i = 0; i < 3; ++i) {
-    log->answers.push_back({integer(1), integer(1)});
-    caf::anon_send(cluster, publish_atom::value, user_id{42},
-                   make_payload(std::to_string(i)));
-  }
-  run();
-  REQUIRE(log->pipelines.size() == 3);
+TEST_CASE_FIXTURE(
+    cluster_fixture,
+    "cluster: publishes during a round trip share the next pipeline, in order") {
+  log->answers.push_back({integer(1), integer(1)});
+  log->answers.push_back({integer(0), integer(1), integer(0), integer(0)});
+  std::vector<std::optional<bool>> online(3);
+  // All three are in the cluster's mailbox before it runs.
   for (int i = 0; i < 3; ++i)
-    CHECK(log->pipelines[i][0][2] == "n1\n" + std::to_string(i));
+    sys.spawn([&online, i, this](caf::event_based_actor* asker) {
+      asker
+          ->request(cluster, caf::infinite, publish_atom::value, user_id{42},
+                    make_payload(std::to_string(i)))
+          .then([&online, i](bool answer) { online[i] = answer; },
+                [](caf::error& err) { FAIL(to_string(err)); });
+    });
+  run();
+  REQUIRE(log->pipelines.size() == 2);
+  REQUIRE(log->pipelines[0].size() == 2);
+  CHECK(log->pipelines[0][0][2] == "n1\n0");
+  REQUIRE(log->pipelines[1].size() == 4);
+  CHECK(log->pipelines[1][0][2] == "n1\n1");
+  CHECK(log->pipelines[1][1][0] == "SISMEMBER");
+  CHECK(log->pipelines[1][2][2] == "n1\n2");
+  CHECK(online == std::vector<std::optional<bool>>{true, true, false});
 }
 
 TEST_CASE_FIXTURE(cluster_fixture,
