@@ -131,14 +131,29 @@ def tail(text, n=15):
     return "\n".join(lines[-n:])
 
 
+# What AddressSanitizer, LeakSanitizer and UndefinedBehaviorSanitizer write to
+# stderr when a sanitized build (see meson.build) finds something.
+SANITIZER_RE = re.compile(r"^.*(ERROR: (Address|Leak)Sanitizer|runtime error: |"
+                          r"SUMMARY: \w+Sanitizer).*$", re.MULTILINE)
+
+
+def sanitizer_report(text, n=40):
+    """The first n lines of a sanitizer report in text, or None."""
+    m = SANITIZER_RE.search(text)
+    if not m:
+        return None
+    return "\n".join(text[m.start():].splitlines()[:n])
+
+
 class Node:
     """One hubnode process listening on a kernel-chosen loopback port.
 
     with Node("--hub.ping-interval=200ms") as n:
         n.host, n.port, n.node, n.proc
     On exit: SIGTERM, bounded wait (SIGKILL after STOP_TIMEOUT), then checks
-    that the node did not die on its own and wrote only its one line to
-    stdout.
+    that the node did not die on its own, exited 0 (unless the test killed
+    it with SIGKILL), wrote only its one line to stdout and no sanitizer
+    report to stderr.
     """
 
     def __init__(self, *opts, port0=True, args=None, start_timeout=START_TIMEOUT,
@@ -155,6 +170,7 @@ class Node:
         self.host = self.port = self.node = None
         self.stop_rc = None
         self.signalled = False
+        self.killed = False  # the test sent SIGKILL
 
     # --- lifecycle
     def start(self):
@@ -207,6 +223,7 @@ class Node:
 
     def signal(self, sig):
         self.signalled = True
+        self.killed = self.killed or sig == signal.SIGKILL
         self.proc.send_signal(sig)
 
     def wait_exit(self, timeout):
@@ -227,10 +244,13 @@ class Node:
         problems = []
         if self.proc is None:
             return problems
+        # an exit status that nobody has complained about yet
+        unexplained = True
         if self.proc.poll() is not None and not self.signalled:
             problems.append(f"node exited on its own with status "
                             f"{self.proc.returncode} during the test; stderr tail:\n"
                             f"{tail(self.err.text())}")
+            unexplained = False
         if self.proc.poll() is None:
             self.signalled = True
             self.proc.send_signal(signal.SIGTERM)
@@ -240,21 +260,38 @@ class Node:
                 problems.append(f"node did not exit {STOP_TIMEOUT}s after "
                                 "SIGTERM; killed")
                 self._kill()
+                unexplained = False
         self.stop_rc = self.proc.returncode
         self.out.join_eof(5)
         self.err.join_eof(5)
+        # A node stops with 0 on SIGTERM and SIGINT; anything else (a crash, a
+        # sanitizer's exit status, a leak found at exit) is a failure, unless
+        # the test itself killed it.
+        if unexplained and self.stop_rc != 0 and not (
+                self.killed and self.stop_rc == -signal.SIGKILL):
+            problems.append(f"node exited with status {self.stop_rc} at stop; "
+                            f"stderr tail:\n{tail(self.err.text())}")
+        report = sanitizer_report(self.err.text())
+        if report:
+            problems.append(f"sanitizer report on the node's stderr:\n{report}")
         out = self.out.text()
         if self.line is not None and out != self.line + "\n":
             problems.append(f"stdout holds more than the listening line: {out!r}")
         return problems
 
+    def _stopped(self, et, problems):
+        if et is None and problems:
+            fail("; ".join(problems))
+        # The case failed already; what went wrong with the node (a
+        # sanitizer report, say) may be why, so it goes to the log.
+        for problem in problems:
+            print(f"note: node {self.node}: {problem}", flush=True)
+
     def __enter__(self):
         return self.start()
 
     def __exit__(self, et, ev, tb):
-        problems = self.stop()
-        if et is None and problems:
-            fail("; ".join(problems))
+        self._stopped(et, self.stop())
         return False
 
     async def __aenter__(self):
@@ -263,9 +300,7 @@ class Node:
     async def __aexit__(self, et, ev, tb):
         # stop from a worker thread so that this loop's clients keep running
         # (they answer the node's close frames during its shutdown)
-        problems = await in_thread(self.stop)
-        if et is None and problems:
-            fail("; ".join(problems))
+        self._stopped(et, await in_thread(self.stop))
         return False
 
     # --- conveniences
@@ -295,7 +330,11 @@ def run_once(args, timeout=10.0):
         proc.kill()
         out, err = proc.communicate(timeout=5)
         rc = None
-    return rc, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+    err = err.decode("utf-8", "replace")
+    report = sanitizer_report(err)
+    if report:
+        fail(f"sanitizer report from {args}:\n{report}")
+    return rc, out.decode("utf-8", "replace"), err
 
 
 def last_line(text):

@@ -219,8 +219,9 @@ struct actor_fixture {
     return result;
   }
 
-  void kill(const connection_actor& conn) {
-    caf::anon_send_exit(conn, caf::exit_reason::user_shutdown);
+  template <class... Handles>
+  void kill(const Handles&... actors) {
+    (caf::anon_send_exit(actors, caf::exit_reason::user_shutdown), ...);
     run();
   }
 

@@ -41,6 +41,11 @@ struct connection_fixture : actor_fixture {
   presence_actor presence = spawn_presence(sys, presence_settings{100ms}, st);
   hub_actor hub = spawn_hub(sys, hub_cfg, presence, st);
 
+  // Connections left open hold the hub and presence, which hold them: in the
+  // node the hub and presence are stopped at exit, which breaks that cycle;
+  // here it is the fixture's job, or every test leaks its actors.
+  ~connection_fixture() { kill(hub, presence); }
+
   static connection_settings make_settings() {
     connection_settings result;
     result.node_id = "n1";
@@ -156,6 +161,19 @@ TEST_CASE_FIXTURE(connection_fixture,
   CHECK(c.socket->closes.empty());
   CHECK(closed(st, close_reason::client) == 1);
   CHECK(st.connections_active == 0);
+}
+
+TEST_CASE_FIXTURE(connection_fixture,
+                  "connection: a closed connection is freed while the node runs") {
+  auto c = open(7);
+  open(8);
+  frame(c, ids_request(inbound::kind::watch, {8}));
+  frame(c, send_request(8, R"({"hi":true})"));
+  auto weak = caf::actor_cast<caf::weak_actor_ptr>(c.conn);
+  send(c.conn, closed_atom::value, close_reason::client);
+  c.conn = nullptr;
+  run();
+  CHECK(weak.lock() == nullptr);
 }
 
 TEST_CASE_FIXTURE(connection_fixture, "connection: send is routed and acknowledged") {
