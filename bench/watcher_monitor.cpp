@@ -1,6 +1,7 @@
-// presence_monitor over the protocol, for standalone nodes: one more client
-// (user first + count, outside the range) watches the users and asks the
-// node about them with `presence` queries.
+// presence_monitor over the protocol, for standalone nodes: more clients
+// (users first + count onwards, outside the range) watch the users, at most
+// presence.max-watched's default each, and ask the node about them with
+// `presence` queries.
 #include "bench/fleet.hpp"
 #include "bench/frames.hpp"
 #include "bench/phases.hpp"
@@ -23,6 +24,19 @@ constexpr std::uint64_t ids_per_request = 100;
 constexpr std::uint64_t burst = 50;
 constexpr auto burst_pause = std::chrono::milliseconds(600);
 constexpr auto answer_timeout = std::chrono::seconds(10);
+// presence.max-watched's default: a watcher client watches at most this many.
+constexpr std::uint64_t users_per_watcher = 1000;
+
+std::size_t watchers_for(std::uint64_t count) {
+  return std::max<std::uint64_t>(1, (count + users_per_watcher - 1) / users_per_watcher);
+}
+
+slot_urls every_slot(std::size_t slots) {
+  slot_urls result;
+  for (std::size_t slot = 0; slot < slots; ++slot)
+    result.emplace_back(slot, 0);
+  return result;
+}
 
 options watcher_options(const options& opts, std::uint64_t first, std::uint64_t count) {
   options own = opts;
@@ -35,48 +49,72 @@ public:
   watcher_monitor(io_runner& io, const options& opts, std::uint64_t first,
                   std::uint64_t count)
       : io_(io), first_(first), count_(count),
-        watcher_(io.context(), watcher_options(opts, first, count), *this, 1) {
-    if (connect_all(io_, watcher_, {{0, 0}})["connected"].as_uint64() != 1)
-      throw std::runtime_error("the watcher client could not connect");
-    send_requests("watch");
+        watcher_(io.context(), watcher_options(opts, first, count), *this,
+                 watchers_for(count)) {
+    if (connect_all(io_, watcher_, every_slot(watcher_.size()))["connected"]
+            .as_uint64() != watcher_.size())
+      throw std::runtime_error("the watcher clients could not connect");
+    for_each_watcher([this](std::size_t slot, std::uint64_t from, std::uint64_t n) {
+      send_requests("watch", slot, from, n);
+    });
     // The presence actor takes watch and presence from one connection in
-    // order: once this answer is here, every watch is in place.
-    ask_presence(first_, 1);
+    // order: once these answers are here, every watch is in place.
+    ask_presence();
   }
 
   std::uint64_t offline_events() override {
-    return io_.call([this] { return offline_; });
+    return checked([this] { return offline_; });
   }
 
-  std::uint64_t not_online() override { return ask_presence(first_, count_); }
+  std::uint64_t not_online() override { return ask_presence(); }
 
   const char* source() const override { return "watcher"; }
 
 private:
-  // Sends one `type` request per 100 users of [first, first + count); returns
-  // how many.
-  std::uint64_t send_requests(std::string_view type, std::uint64_t first,
-                              std::uint64_t count) {
+  // f(slot, first user, users) for each watcher's share of the users.
+  template <class F>
+  void for_each_watcher(F f) {
+    for (std::size_t slot = 0; slot < watcher_.size(); ++slot) {
+      auto from = slot * users_per_watcher;
+      f(slot, first_ + from, std::min(users_per_watcher, count_ - from));
+    }
+  }
+
+  // A refused request would leave users unwatched and their flaps uncounted.
+  template <class F>
+  std::uint64_t checked(F f) {
+    auto [value, error] = io_.call([&] { return std::make_pair(f(), error_); });
+    if (!error.empty())
+      throw std::runtime_error("the node refused a watcher request: " + error);
+    return value;
+  }
+
+  // Sends one `type` request per 100 users of [first, first + count) from
+  // the watcher in `slot`; returns how many.
+  std::uint64_t send_requests(std::string_view type, std::size_t slot,
+                              std::uint64_t first, std::uint64_t count) {
     std::uint64_t sent = 0;
     for (std::uint64_t at = 0; at < count; at += ids_per_request, ++sent) {
       if (sent > 0 && sent % burst == 0)
         std::this_thread::sleep_for(burst_pause);
       const auto frame =
           user_list_request(type, first + at, std::min(ids_per_request, count - at));
-      io_.call([&] { watcher_.client(0)->send_text(frame); });
+      io_.call([&] { watcher_.client(slot)->send_text(frame); });
     }
     return sent;
   }
 
-  void send_requests(std::string_view type) { send_requests(type, first_, count_); }
-
-  // Asks about users [first, first + count); returns how many are offline.
-  std::uint64_t ask_presence(std::uint64_t first, std::uint64_t count) {
+  // Asks each watcher about its users; returns how many are offline.
+  std::uint64_t ask_presence() {
     io_.call([this] { answers_ = offline_answers_ = 0; });
-    const auto asked = send_requests("presence", first, count);
-    if (!io_.wait_until([&] { return answers_ >= asked; }, from_now(answer_timeout)))
+    std::uint64_t asked = 0;
+    for_each_watcher([&](std::size_t slot, std::uint64_t from, std::uint64_t n) {
+      asked += send_requests("presence", slot, from, n);
+    });
+    if (!io_.wait_until([&] { return answers_ >= asked || !error_.empty(); },
+                        from_now(answer_timeout)))
       throw std::runtime_error("the node did not answer every presence query");
-    return io_.call([this] { return offline_answers_; });
+    return checked([this] { return offline_answers_; });
   }
 
   void on_text(std::size_t, std::string_view frame) override {
@@ -84,6 +122,8 @@ private:
       on_change(frame);
     else if (is_type(frame, "presence"))
       on_answer(frame);
+    else if (is_type(frame, "error") && error_.empty())
+      error_ = std::string{frame};
   }
 
   void on_change(std::string_view frame) {
@@ -115,6 +155,7 @@ private:
   std::uint64_t offline_ = 0;
   std::uint64_t answers_ = 0;
   std::uint64_t offline_answers_ = 0;
+  std::string error_; // the first error frame, if any
 };
 
 } // namespace

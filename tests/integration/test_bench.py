@@ -207,6 +207,18 @@ def flaps_are_counted():
             check(r["flaps"] >= 1, f"no flap counted by the {source}: {r}")
 
 
+@case(timeout=120)
+def watcher_counts_users_beyond_one_watch_list():
+    # 1,100 users are more than one connection may watch (presence.max-watched,
+    # 1000): every one of them must still be counted when it goes offline.
+    with Node("--presence.grace-period=50ms") as n:
+        r = bench("churn", url(n), "--connections=1100", "--duration=0.5", "--cycles=1",
+                  "--reconnect-delay-ms=1000")
+    eq(r["presence"]["source"], "watcher", "presence source")
+    eq(r["flaps"], 1100, "offline events counted, one per user")
+    eq(r["presence"]["not_online"], 0, "users not online at the end")
+
+
 @case
 def refuses_other_hosts():
     for bad in ("ws://10.0.0.1:80/ws", "ws://example.com:80/ws", "http://127.0.0.1:80/ws",
