@@ -7,6 +7,7 @@
 #include "src/user_id.hpp"
 
 #include <boost/json.hpp>
+#include <deque>
 #include <unordered_set>
 
 #include "caf/send.hpp"
@@ -37,10 +38,11 @@ bool decode(std::string_view message, std::string_view& origin, std::string_view
 
 namespace {
 
-// A publish waiting for its pipeline's replies.
+// A publish waiting for its turn and then for its pipeline's replies.
 struct pending_publish {
   user_id user;
-  int self_receiver; // 1 while this node's subscriber is one of the receivers
+  std::string message; // node id and frame, cluster_wire::encode
+  int self_receiver;   // 1 while this node's subscriber is one of the receivers
   caf::typed_response_promise<bool> rp;
 };
 
@@ -65,8 +67,7 @@ struct cluster_state {
   // together in the next one: a busy node pays one Redis round trip for many
   // messages instead of one each, and one pipeline at a time keeps them in
   // order. An idle node sends a publish at once.
-  redis_pipeline queued_commands;
-  std::vector<pending_publish> queued;
+  std::deque<pending_publish> queued;
   bool publishing = false;
 
   static const char* name;
@@ -140,11 +141,12 @@ void send_batch(cluster_ptr self) {
   std::vector<pending_publish> batch(std::make_move_iterator(st.queued.begin()),
                                      std::make_move_iterator(st.queued.begin() + count));
   st.queued.erase(st.queued.begin(), st.queued.begin() + count);
-  redis_pipeline pipeline(
-      std::make_move_iterator(st.queued_commands.begin()),
-      std::make_move_iterator(st.queued_commands.begin() + 2 * count));
-  st.queued_commands.erase(st.queued_commands.begin(),
-                           st.queued_commands.begin() + 2 * count);
+  redis_pipeline pipeline;
+  pipeline.reserve(2 * count);
+  for (auto& p : batch) {
+    pipeline.push_back({"PUBLISH", user_channel(self, p.user), std::move(p.message)});
+    pipeline.push_back({"SISMEMBER", st.online_key, std::to_string(p.user)});
+  }
   st.publishing = true;
   self->request(st.redis, publish_timeout(st.cfg), redis_atom::value, std::move(pipeline))
       .then(
@@ -170,11 +172,9 @@ void flush(cluster_ptr self) {
 // The message to the user's channel, and whether the user is in P`online`.
 caf::result<bool> publish(cluster_ptr self, user_id user, const payload& frame) {
   auto& st = self->state;
-  st.queued_commands.push_back({"PUBLISH", user_channel(self, user),
-                                cluster_wire::encode(st.cfg.node_id, *frame)});
-  st.queued_commands.push_back({"SISMEMBER", st.online_key, std::to_string(user)});
   auto rp = self->make_response_promise<bool>();
-  st.queued.push_back({user, st.subscribed.count(user) > 0 ? 1 : 0, rp});
+  st.queued.push_back({user, cluster_wire::encode(st.cfg.node_id, *frame),
+                       st.subscribed.count(user) > 0 ? 1 : 0, rp});
   flush(self);
   return rp;
 }
