@@ -24,6 +24,9 @@ hubnode_config::hubnode_config() {
   set("logger.console", caf::atom("uncolored"));
   set("logger.console-verbosity", caf::atom("warning"));
   set("logger.file-verbosity", caf::atom("quiet"));
+  // Actors on the io threads (src/io_scheduler.hpp); 'stealing' or
+  // 'sharing' give CAF's own schedulers back.
+  set("scheduler.policy", caf::atom("io"));
   add("server", opt.host, "host", "\"127.0.0.1\"", "listen address");
   add("server", opt.port, "port", "8080", "listen port; 0 = any free port");
   add("server", opt.io_threads, "io-threads", "1", "threads running network I/O");
@@ -78,7 +81,10 @@ std::string hubnode_config::help() const {
     text += fmt::format("  --{:<34} {:<12} {}\n", doc.key + "=", doc.fallback,
                         doc.description);
   text += "\nCAF's own logger.* and scheduler.* options work as CAF documents them,\n"
-          "e.g. --logger.console-verbosity=debug --logger.console=colored.\n";
+          "e.g. --logger.console-verbosity=debug --logger.console=colored.\n"
+          "hubnode's default --scheduler.policy=io runs the actors on the\n"
+          "server.io-threads; 'stealing' or 'sharing' select CAF's schedulers, where\n"
+          "scheduler.max-threads and the rest apply.\n";
   return text;
 }
 
@@ -138,6 +144,18 @@ std::string check_values(const node_options& opt) {
   if (!opt.redis_url.empty() && opt.node_ttl <= opt.heartbeat_interval)
     return "cluster.node-ttl must be longer than cluster.heartbeat-interval";
   return {};
+}
+
+// CAF falls back to 'stealing' with a warning on a policy it does not know,
+// and its 'testing' policy never runs anything on its own.
+std::string check_scheduler(const caf::actor_system_config& cfg) {
+  auto policy = caf::get_or(cfg, "scheduler.policy", caf::atom("io"));
+  for (auto known : {caf::atom("io"), caf::atom("stealing"), caf::atom("sharing")})
+    if (policy == known)
+      return {};
+  return fmt::format("unknown scheduler.policy '{}' (expected 'io', 'stealing' or "
+                     "'sharing')",
+                     caf::to_string(policy));
 }
 
 std::string generate_node_id() {
@@ -203,6 +221,8 @@ startup load_config(hubnode_config& cfg, int argc, char** argv, std::string& rea
     return startup::bad_config;
   }
   reason = check_values(cfg.opt);
+  if (reason.empty())
+    reason = check_scheduler(cfg);
   if (!reason.empty())
     return startup::bad_config;
   if (cfg.opt.node_id.empty())

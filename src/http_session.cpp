@@ -22,7 +22,7 @@ constexpr std::uint32_t header_limit = 16 * 1024;
 } // namespace
 
 http_session::http_session(beast::tcp_stream&& stream, server_context& ctx)
-    : stream_(std::move(stream)), ctx_(ctx) {}
+    : stream_(std::move(stream)), ctx_(ctx), listed_(ctx.sockets, *this) {}
 
 void http_session::run() {
   net::dispatch(stream_.get_executor(),
@@ -117,6 +117,11 @@ void http_session::fail(beast::error_code ec, const char* what) {
     CAF_LOG_DEBUG("http session ended:" << CAF_ARG(what)
                                         << CAF_ARG2("error", ec.message()));
   do_close();
+}
+
+void http_session::force_close() {
+  if (auto self = weak_from_this().lock())
+    net::post(stream_.get_executor(), [self] { self->do_close(); });
 }
 
 void http_session::do_close() {

@@ -5,6 +5,7 @@
 #include "src/log.hpp"
 
 #include "src/http_routes.hpp"
+#include "src/open_sockets.hpp"
 
 #include <boost/beast/core.hpp>
 #include <memory>
@@ -14,11 +15,12 @@ namespace hubnode {
 
 namespace beast = boost::beast;
 
-class http_session : public std::enable_shared_from_this<http_session> {
+class http_session : public closable, public std::enable_shared_from_this<http_session> {
 public:
   http_session(beast::tcp_stream&& stream, server_context& ctx);
 
   void run();
+  void force_close() override;
 
 private:
   void do_read();
@@ -36,6 +38,7 @@ private:
   std::optional<http::request_parser<http::string_body>> parser_;
   bool keep_alive_ = false;
   bool served_ = false;
+  open_socket listed_; // last: leaves the list first
 };
 
 } // namespace hubnode

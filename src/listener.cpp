@@ -15,8 +15,8 @@ namespace net = boost::asio;
 using tcp = net::ip::tcp;
 
 listener::listener(net::io_context& ioc, server_context& ctx)
-    : ioc_(ioc), acceptor_(net::make_strand(ioc)), backoff_(acceptor_.get_executor()),
-      ctx_(ctx) {}
+    : ioc_(ioc), ctx_(ctx), acceptor_(socket_executor()),
+      backoff_(acceptor_.get_executor()) {}
 
 std::string listener::open(const std::string& host, std::uint16_t port) {
   boost::system::error_code ec;
@@ -53,9 +53,15 @@ void listener::stop() {
   });
 }
 
+net::any_io_executor listener::socket_executor() {
+  if (ctx_.opt.io_threads == 1)
+    return ioc_.get_executor();
+  return net::make_strand(ioc_);
+}
+
 void listener::do_accept() {
   acceptor_.async_accept(
-      net::make_strand(ioc_),
+      socket_executor(),
       beast::bind_front_handler(&listener::on_accept, shared_from_this()));
 }
 

@@ -1,4 +1,7 @@
-// Accepts TCP connections and starts an http_session on each, on its own strand.
+// Accepts TCP connections and starts an http_session on each, on its own
+// strand when several io threads run. With one io thread there is nothing to
+// serialize: a socket on the plain executor lets an actor running on that
+// thread write to it at once instead of through a strand's queue.
 #pragma once
 
 #include "src/log.hpp"
@@ -26,13 +29,14 @@ public:
   void stop();
 
 private:
+  boost::asio::any_io_executor socket_executor();
   void do_accept();
   void on_accept(boost::system::error_code ec, boost::asio::ip::tcp::socket socket);
 
   boost::asio::io_context& ioc_;
+  server_context& ctx_;
   boost::asio::ip::tcp::acceptor acceptor_;
   boost::asio::steady_timer backoff_;
-  server_context& ctx_;
 };
 
 } // namespace hubnode

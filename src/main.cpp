@@ -8,8 +8,12 @@
 //                      ^                     ^
 //                      └── event ─────────── subscriber (Redis pub/sub)
 //
+// Under scheduler.policy 'io' (the default) the actors run on the io threads
+// too, so a message from a client is read, routed and written without
+// crossing threads (src/io_scheduler.hpp).
+//
 // Signals end the node: stop accepting, the hub closes every connection with
-// 1001, presence withdraws this node from Redis, the io threads drain, exit 0
+// 1001, presence withdraws this node from Redis, the sockets drain, exit 0
 // within server.shutdown-timeout.
 #include "src/log.hpp"
 #define CAF_LOG_COMPONENT "hub"
@@ -19,14 +23,16 @@
 #include "actors/presence.hpp"
 #include "actors/redis.hpp"
 #include "src/config.hpp"
+#include "src/io_pool.hpp"
+#include "src/io_scheduler.hpp"
 #include "src/listener.hpp"
 
-#include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <cstdio>
 #include <future>
 #include <iostream>
 #include <thread>
+#include <unistd.h>
 
 #include "caf/actor_system.hpp"
 #include "caf/scoped_actor.hpp"
@@ -64,19 +70,6 @@ node_actors spawn_actors(caf::actor_system& system, const node_options& opt, sta
   return a;
 }
 
-std::vector<std::thread> start_io_threads(net::io_context& ioc, std::size_t count,
-                                          std::promise<void>& drained) {
-  auto running = std::make_shared<std::atomic<std::size_t>>(count);
-  std::vector<std::thread> threads;
-  for (std::size_t i = 0; i < count; ++i)
-    threads.emplace_back([&ioc, &drained, running] {
-      ioc.run();
-      if (--*running == 0)
-        drained.set_value();
-    });
-  return threads;
-}
-
 // Installed before the node says it listens, so a signal sent right after
 // the startup line is never lost to the default handler.
 std::future<int> catch_signals(net::signal_set& signals) {
@@ -85,17 +78,32 @@ std::future<int> catch_signals(net::signal_set& signals) {
   return caught->get_future();
 }
 
+// Sockets still open at the deadline are closed at once. Every session
+// refers to the server context, which ends with serve(), so none may be left:
+// a closed socket's pending operations end within moments, and should one
+// not, the node exits rather than run on with a dangling session.
+void close_sockets(open_sockets& sockets) {
+  CAF_LOG_WARNING("closing sockets still open at shutdown timeout"
+                  << CAF_ARG2("count", sockets.count()));
+  sockets.close_all();
+  if (sockets.wait_until_none(std::chrono::steady_clock::now() + std::chrono::seconds(1)))
+    return;
+  std::cerr << "hubnode: sockets still open after closing them; exiting now" << std::endl;
+  std::fflush(stdout);
+  _exit(0);
+}
+
 caf::timespan until(std::chrono::steady_clock::time_point deadline) {
   return std::max(caf::timespan{1}, std::chrono::duration_cast<caf::timespan>(
                                         deadline - std::chrono::steady_clock::now()));
 }
 
 // Closes every client with 1001, withdraws this node's presence (cluster
-// mode) and lets the io threads finish their close frames, all within the
+// mode) and lets the sockets send their close frames, all within the
 // shutdown timeout. Clients that do not go away in time leave the withdrawal
 // a quarter of the budget (at most 1 s).
 void shut_down(caf::actor_system& system, server_context& ctx, const node_actors& a,
-               listener& lst, net::io_context& ioc, std::future<void> drained) {
+               listener& lst) {
   auto deadline = std::chrono::steady_clock::now() + ctx.opt.shutdown_timeout;
   auto withdrawal = a.cluster ? std::min<caf::timespan>(ctx.opt.shutdown_timeout / 4,
                                                         std::chrono::seconds(1))
@@ -123,8 +131,8 @@ void shut_down(caf::actor_system& system, server_context& ctx, const node_actors
                    CAF_LOG_WARNING("presence not withdrawn from Redis" << CAF_ARG(err));
                  });
   }
-  if (drained.wait_until(deadline) != std::future_status::ready)
-    ioc.stop();
+  if (!ctx.sockets.wait_until_none(deadline))
+    close_sockets(ctx.sockets);
 }
 
 // The actor system's destructor waits for every actor, so the long-lived
@@ -136,6 +144,45 @@ void stop_actors(const node_actors& a) {
     caf::anon_send_exit(a.cluster, caf::exit_reason::user_shutdown);
     caf::anon_send_exit(a.redis, caf::exit_reason::user_shutdown);
   }
+}
+
+// Runs the node until a signal has ended it; 0, or 2 when it cannot listen.
+// Every socket is gone when it returns.
+int serve(caf::actor_system& system, const node_options& opt, io_pool& io) {
+  stats st;
+  auto actors = spawn_actors(system, opt, st);
+  server_context ctx{
+      system,
+      actors.hub,
+      actors.presence,
+      st,
+      opt,
+      std::make_shared<const connection_settings>(make_connection_settings(opt))};
+  auto lst = std::make_shared<listener>(io.context(), ctx);
+  if (auto reason = lst->open(opt.host, opt.port); !reason.empty()) {
+    std::cerr << "hubnode: " << reason << std::endl;
+    stop_actors(actors);
+    return 2;
+  }
+  if (opt.auth_mode == "userid")
+    CAF_LOG_WARNING("auth.mode = userid trusts the client's userId parameter; "
+                    "use it for development only");
+  net::signal_set signals{io.context(), SIGINT, SIGTERM};
+  auto signal = catch_signals(signals);
+  lst->run();
+  auto endpoint = lst->local_endpoint();
+  std::cout << "hubnode listening on " << opt.host << ":" << endpoint.port()
+            << " node=" << opt.node_id
+            << " presence=" << (cluster_mode(opt) ? "redis" : "memory") << std::endl;
+  CAF_LOG_INFO("listening" << CAF_ARG2("port", endpoint.port())
+                           << CAF_ARG2("node", opt.node_id));
+
+  auto caught = signal.get();
+  CAF_LOG_INFO("stopping on signal" << CAF_ARG(caught));
+  shut_down(system, ctx, actors, *lst);
+  stop_actors(actors);
+  CAF_LOG_INFO("stopped");
+  return 0;
 }
 
 } // namespace
@@ -153,45 +200,16 @@ int main(int argc, char** argv) {
   case startup::run:
     break;
   }
+  io_pool io{cfg.opt.io_threads};
+  io_scheduler::install(cfg, io);
   caf::actor_system system{cfg};
-  stats st;
-  auto actors = spawn_actors(system, cfg.opt, st);
-  server_context ctx{
-      system,
-      actors.hub,
-      actors.presence,
-      st,
-      cfg.opt,
-      std::make_shared<const connection_settings>(make_connection_settings(cfg.opt))};
-
-  net::io_context ioc{static_cast<int>(cfg.opt.io_threads)};
-  auto lst = std::make_shared<listener>(ioc, ctx);
-  if (reason = lst->open(cfg.opt.host, cfg.opt.port); !reason.empty()) {
-    std::cerr << "hubnode: " << reason << std::endl;
-    stop_actors(actors);
-    return 2;
-  }
-  if (cfg.opt.auth_mode == "userid")
-    CAF_LOG_WARNING("auth.mode = userid trusts the client's userId parameter; "
-                    "use it for development only");
-  net::signal_set signals{ioc, SIGINT, SIGTERM};
-  auto signal = catch_signals(signals);
-  lst->run();
-  std::promise<void> drained;
-  auto threads = start_io_threads(ioc, cfg.opt.io_threads, drained);
-  auto endpoint = lst->local_endpoint();
-  std::cout << "hubnode listening on " << cfg.opt.host << ":" << endpoint.port()
-            << " node=" << cfg.opt.node_id
-            << " presence=" << (cluster_mode(cfg.opt) ? "redis" : "memory") << std::endl;
-  CAF_LOG_INFO("listening" << CAF_ARG2("port", endpoint.port())
-                           << CAF_ARG2("node", cfg.opt.node_id));
-
-  auto caught = signal.get();
-  CAF_LOG_INFO("stopping on signal" << CAF_ARG(caught));
-  shut_down(system, ctx, actors, *lst, ioc, drained.get_future());
-  for (auto& thread : threads)
-    thread.join();
-  stop_actors(actors);
-  CAF_LOG_INFO("stopped");
-  return 0;
+  // Under scheduler.policy 'io' the actor system starts the io threads and
+  // stops them after its last actor; under CAF's own schedulers main does.
+  bool main_runs_io = !io_scheduler::runs(system);
+  if (main_runs_io)
+    io.start(system);
+  auto code = serve(system, cfg.opt, io);
+  if (main_runs_io)
+    io.stop();
+  return code;
 }

@@ -9,6 +9,7 @@
 #include "actors/settings.hpp"
 #include "actors/stats.hpp"
 #include "src/config.hpp"
+#include "src/open_sockets.hpp"
 
 #include <atomic>
 
@@ -25,6 +26,7 @@ struct server_context {
   connection_settings_ptr connection;
   // Cleared at shutdown, so /readyz turns 503 while clients are closed.
   std::atomic<bool> accepting{true};
+  open_sockets sockets{};
 };
 
 } // namespace hubnode

@@ -107,7 +107,8 @@ http_response switching_protocols(const http_request& req) {
 } // namespace
 
 websocket_session::websocket_session(tcp::socket&& socket, server_context& ctx)
-    : socket_(std::move(socket)), ctx_(ctx), decoder_(ctx.opt.max_message_size) {}
+    : socket_(std::move(socket)), ctx_(ctx), decoder_(ctx.opt.max_message_size),
+      listed_(ctx.sockets, *this) {}
 
 template <class F>
 void websocket_session::on_strand(F&& f) {
@@ -401,6 +402,11 @@ void websocket_session::on_close_sent() {
   socket_.shutdown(tcp::socket::shutdown_send, ec);
   if (!reading_)
     do_read();
+}
+
+void websocket_session::force_close() {
+  if (auto self = weak_from_this().lock())
+    net::post(socket_.get_executor(), [self] { self->drop(); });
 }
 
 void websocket_session::fail(beast::error_code ec) {

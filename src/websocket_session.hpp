@@ -13,6 +13,7 @@
 
 #include "actors/transport.hpp"
 #include "src/http_routes.hpp"
+#include "src/open_sockets.hpp"
 #include "src/websocket_frame.hpp"
 
 #include <boost/asio/ip/tcp.hpp>
@@ -25,6 +26,7 @@ namespace hubnode {
 namespace beast = boost::beast;
 
 class websocket_session : public transport,
+                          public closable,
                           public std::enable_shared_from_this<websocket_session> {
 public:
   websocket_session(boost::asio::ip::tcp::socket&& socket, server_context& ctx);
@@ -39,6 +41,7 @@ public:
   void write(std::vector<payload> frames) override;
   void ping() override;
   void close(std::uint16_t code) override;
+  void force_close() override;
 
 private:
   // One state instead of a set of flags: every call checks where it is.
@@ -95,6 +98,7 @@ private:
   wire wire_ = wire::idle;
   bool reading_ = false;
   bool ping_due_ = false;
+  open_socket listed_; // last: leaves the list first
 };
 
 } // namespace hubnode

@@ -253,6 +253,13 @@ def bad_unparsable_number():
 
 
 @case
+def bad_scheduler_policy():
+    # CAF's 'testing' policy never runs an actor by itself: the node would hang
+    bad_config(["--server.port=0", "--scheduler.policy=testing"],
+               ["scheduler.policy", "testing"])
+
+
+@case
 def bad_auth_mode():
     bad_config(["--server.port=0", "--auth.mode=bogus"], ["auth.mode", "bogus"])
 
@@ -299,11 +306,14 @@ def bad_redis_url_wrong_scheme():
 # ---------------------------------------------------------------- shutdown
 
 
-async def shutdown_with_clients(sig):
-    n = Node("--server.shutdown-timeout=2s")
+async def shutdown_with_clients(sig, *args):
+    n = Node("--server.shutdown-timeout=2s", *args)
     await in_thread(n.start)
     try:
         clients = [await Client.connect(n, u) for u in (1, 1, 2)]
+        await clients[0].send_msg("2", {"n": 1}, ref="r1")
+        m = await clients[2].expect("message")
+        eq(m.get("data"), {"n": 1}, f"delivery before the signal {args}")
         t0 = time.monotonic()
         n.signal(sig)
         codes = await asyncio.gather(*(c.wait_closed(3.5) for c in clients),
@@ -340,6 +350,14 @@ def sigterm_closes_clients_1001_and_exits_0():
 @case
 def sigint_closes_clients_1001_and_exits_0():
     asyncio.run(shutdown_with_clients(signal.SIGINT))
+
+
+@case
+def caf_scheduler_policies_serve_and_shut_down():
+    # hubnode's default scheduler.policy 'io' runs the actors on the io
+    # threads; CAF's own schedulers still run the whole node
+    for policy in ("stealing", "sharing"):
+        asyncio.run(shutdown_with_clients(signal.SIGTERM, f"--scheduler.policy={policy}"))
 
 
 @case

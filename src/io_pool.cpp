@@ -1,0 +1,41 @@
+#include "src/log.hpp"
+
+#include "src/io_pool.hpp"
+
+#include "caf/detail/set_thread_name.hpp"
+
+namespace hubnode {
+
+namespace net = boost::asio;
+
+io_pool::io_pool(std::size_t threads)
+    : ioc_(std::make_unique<net::io_context>(static_cast<int>(threads))),
+      work_(net::make_work_guard(*ioc_)), count_(threads) {}
+
+io_pool::~io_pool() {
+  stop();
+}
+
+void io_pool::start(caf::actor_system& system) {
+  for (std::size_t i = 0; i < count_; ++i)
+    threads_.emplace_back([this, &system] {
+      CAF_SET_LOGGER_SYS(&system);
+      caf::detail::set_thread_name("hubnode.io");
+      system.thread_started();
+      ioc_->run();
+      system.thread_terminates();
+    });
+}
+
+void io_pool::stop() {
+  if (!ioc_)
+    return;
+  work_.reset();
+  ioc_->stop();
+  for (auto& thread : threads_)
+    thread.join();
+  threads_.clear();
+  ioc_.reset();
+}
+
+} // namespace hubnode
