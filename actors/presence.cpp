@@ -41,10 +41,20 @@ namespace {
 //
 // The epoch changes whenever the user goes from no connection to one, so a
 // grace timer is current only if no connection came after it was armed.
+//
+// A grace period that runs out while the node still has handshakes it has
+// not finished is held open (checked again every hold_step, up to max_hold
+// past the grace): the user's reconnect may be among them, waiting behind a
+// storm of others. Once none is left, one more grace message goes to the back
+// of the mailbox, behind the `connected` of any reconnect just admitted.
 struct user_entry {
   std::uint64_t connections = 0;
   std::uint64_t epoch = 0;
+  caf::actor_clock::time_point hold_until;
+  bool confirming = false;
 };
+
+constexpr caf::timespan hold_step = std::chrono::milliseconds(10);
 
 // Cluster mode: Redis mirrors the local truth. The redis actor runs its
 // requests one after another on one connection, so what this actor sends
@@ -580,14 +590,33 @@ void on_disconnected(presence_ptr self, user_id user) {
   --entry.connections;
   if (st.mirror)
     mirror_count(self, user, entry.connections);
-  if (entry.connections == 0)
+  if (entry.connections == 0) {
+    entry.hold_until = self->clock().now() + st.cfg.grace_period + st.cfg.max_hold;
+    entry.confirming = false;
     self->delayed_send(self, st.cfg.grace_period, grace_atom::value, user, entry.epoch);
+  }
+}
+
+// True: the grace of this entry is not over yet; a grace message will come.
+bool hold_grace(presence_ptr self, user_id user, user_entry& entry) {
+  auto& cfg = self->state.cfg;
+  if (!cfg.admitting || entry.confirming)
+    return false;
+  if (cfg.admitting() && self->clock().now() < entry.hold_until) {
+    self->delayed_send(self, hold_step, grace_atom::value, user, entry.epoch);
+    return true;
+  }
+  entry.confirming = true;
+  self->send(self, grace_atom::value, user, entry.epoch);
+  return true;
 }
 
 void on_grace(presence_ptr self, user_id user, std::uint64_t epoch) {
   auto& st = self->state;
   auto i = st.users.find(user);
   if (i == st.users.end() || i->second.epoch != epoch)
+    return;
+  if (hold_grace(self, user, i->second))
     return;
   st.users.erase(i);
   CAF_LOG_DEBUG("grace period over" << CAF_ARG(user));

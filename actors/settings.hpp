@@ -5,6 +5,8 @@
 #include "actors/redis_types.hpp"
 #include "actors/types.hpp"
 
+#include <functional>
+
 #include "caf/timestamp.hpp"
 
 namespace hubnode {
@@ -32,6 +34,11 @@ using connection_settings_ptr = std::shared_ptr<const connection_settings>;
 struct presence_settings {
   caf::timespan grace_period = std::chrono::milliseconds(100);
   std::size_t max_watched = 1000; // users one connection may watch
+  // Whether the node has handshakes it has not finished (src/admissions.hpp);
+  // while it has, a grace period that runs out is held open, at most
+  // max_hold longer. Empty: never.
+  std::function<bool()> admitting{};
+  caf::timespan max_hold = std::chrono::milliseconds(500);
   // cluster mode only
   std::string node_id = "node";
   std::string key_prefix = "hubnode:";

@@ -22,7 +22,8 @@ constexpr std::uint32_t header_limit = 16 * 1024;
 } // namespace
 
 http_session::http_session(beast::tcp_stream&& stream, server_context& ctx)
-    : stream_(std::move(stream)), ctx_(ctx), listed_(ctx.sockets, *this) {}
+    : stream_(std::move(stream)), ctx_(ctx), handshake_(ctx.admitting),
+      listed_(ctx.sockets, *this) {}
 
 void http_session::run() {
   net::dispatch(stream_.get_executor(),
@@ -73,6 +74,7 @@ void http_session::handle(http_request req) {
   auto target = req.target();
   if (beast::websocket::is_upgrade(req) && target.substr(0, target.find('?')) == "/ws")
     return upgrade(std::move(req));
+  handshake_.release();
   auto self = shared_from_this();
   handle_http(ctx_, req, [self](http_response res) {
     net::post(self->stream_.get_executor(),
@@ -87,7 +89,8 @@ void http_session::upgrade(http_request req) {
     keep_alive_ = false;
     return send(std::move(*res));
   }
-  std::make_shared<websocket_session>(stream_.release_socket(), ctx_)
+  std::make_shared<websocket_session>(stream_.release_socket(), ctx_,
+                                      std::move(handshake_))
       ->run(std::move(req), std::get<user_id>(checked), expires);
 }
 

@@ -4,6 +4,7 @@
 
 #include "src/log.hpp"
 
+#include "src/admissions.hpp"
 #include "src/http_routes.hpp"
 #include "src/open_sockets.hpp"
 
@@ -38,7 +39,8 @@ private:
   std::optional<http::request_parser<http::string_body>> parser_;
   bool keep_alive_ = false;
   bool served_ = false;
-  open_socket listed_; // last: leaves the list first
+  admissions::token handshake_; // until the first request is answered or upgraded
+  open_socket listed_;          // last: leaves the list first
 };
 
 } // namespace hubnode

@@ -33,6 +33,7 @@ std::string listener::open(const std::string& host, std::uint16_t port) {
     return fmt::format("cannot listen on {}: {}", where, ec.message());
   if (acceptor_.listen(net::socket_base::max_listen_connections, ec); ec)
     return fmt::format("cannot listen on {}: {}", where, ec.message());
+  ctx_.admitting.listening(acceptor_.native_handle());
   return {};
 }
 
@@ -48,6 +49,7 @@ void listener::run() {
 void listener::stop() {
   net::post(acceptor_.get_executor(), [self = shared_from_this()] {
     boost::system::error_code ec;
+    self->ctx_.admitting.listening(-1);
     self->acceptor_.close(ec);
     self->backoff_.cancel();
   });

@@ -51,16 +51,19 @@ struct node_actors {
 };
 
 // Nothing here waits for Redis: a node starts while Redis is down.
-node_actors spawn_actors(caf::actor_system& system, const node_options& opt, stats& st) {
+node_actors spawn_actors(caf::actor_system& system, const node_options& opt, stats& st,
+                         const std::shared_ptr<admissions>& admitting) {
   node_actors a;
+  auto presence_cfg = make_presence_settings(opt);
+  presence_cfg.admitting = [admitting] { return admitting->pending(); };
   if (!cluster_mode(opt)) {
-    a.presence = spawn_presence(system, make_presence_settings(opt), st);
+    a.presence = spawn_presence(system, presence_cfg, st);
     a.hub = spawn_hub(system, make_hub_settings(opt), a.presence, st);
     return a;
   }
   auto redis_cfg = make_redis_settings(opt);
   a.redis = spawn_redis(system, redis_cfg, st);
-  a.presence = spawn_presence(system, make_presence_settings(opt), st, a.redis);
+  a.presence = spawn_presence(system, presence_cfg, st, a.redis);
   a.hub = spawn_hub(system, make_hub_settings(opt), a.presence, st);
   a.cluster = spawn_cluster(system, redis_cfg, a.hub, a.presence, a.redis, st);
   // Both arrive before the listener opens, so before any connection.
@@ -150,14 +153,16 @@ void stop_actors(const node_actors& a) {
 // Every socket is gone when it returns.
 int serve(caf::actor_system& system, const node_options& opt, io_pool& io) {
   stats st;
-  auto actors = spawn_actors(system, opt, st);
+  auto admitting = std::make_shared<admissions>();
+  auto actors = spawn_actors(system, opt, st, admitting);
   server_context ctx{
       system,
       actors.hub,
       actors.presence,
       st,
       opt,
-      std::make_shared<const connection_settings>(make_connection_settings(opt))};
+      std::make_shared<const connection_settings>(make_connection_settings(opt)),
+      *admitting};
   auto lst = std::make_shared<listener>(io.context(), ctx);
   if (auto reason = lst->open(opt.host, opt.port); !reason.empty()) {
     std::cerr << "hubnode: " << reason << std::endl;

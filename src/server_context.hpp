@@ -8,6 +8,7 @@
 #include "actors/messages.hpp"
 #include "actors/settings.hpp"
 #include "actors/stats.hpp"
+#include "src/admissions.hpp"
 #include "src/config.hpp"
 #include "src/open_sockets.hpp"
 
@@ -24,6 +25,7 @@ struct server_context {
   stats& st;
   const node_options& opt;
   connection_settings_ptr connection;
+  admissions& admitting;
   // Cleared at shutdown, so /readyz turns 503 while clients are closed.
   std::atomic<bool> accepting{true};
   open_sockets sockets{};

@@ -106,9 +106,10 @@ http_response switching_protocols(const http_request& req) {
 
 } // namespace
 
-websocket_session::websocket_session(tcp::socket&& socket, server_context& ctx)
+websocket_session::websocket_session(tcp::socket&& socket, server_context& ctx,
+                                     admissions::token handshake)
     : socket_(std::move(socket)), ctx_(ctx), decoder_(ctx.opt.max_message_size),
-      listed_(ctx.sockets, *this) {}
+      handshake_(std::move(handshake)), listed_(ctx.sockets, *this) {}
 
 template <class F>
 void websocket_session::on_strand(F&& f) {
@@ -138,6 +139,7 @@ void websocket_session::accept() {
 void websocket_session::do_accept() {
   if (phase_ != phase::admitting)
     return;
+  handshake_.release();
   phase_ = phase::upgrading;
   response_ = std::make_unique<http_response>(switching_protocols(*request_));
   request_.reset();
@@ -172,6 +174,7 @@ void websocket_session::reject(admission why) {
 void websocket_session::do_reject(admission why) {
   if (phase_ != phase::admitting)
     return;
+  handshake_.release();
   phase_ = phase::rejecting;
   request_.reset();
   response_ = std::make_unique<http_response>(admission_response(why));
@@ -419,6 +422,7 @@ void websocket_session::drop() {
   if (phase_ == phase::gone)
     return;
   phase_ = phase::gone;
+  handshake_.release();
   if (close_deadline_)
     close_deadline_->cancel();
   beast::error_code ec;

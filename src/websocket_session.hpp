@@ -12,6 +12,7 @@
 #include "src/log.hpp"
 
 #include "actors/transport.hpp"
+#include "src/admissions.hpp"
 #include "src/http_routes.hpp"
 #include "src/open_sockets.hpp"
 #include "src/websocket_frame.hpp"
@@ -29,7 +30,9 @@ class websocket_session : public transport,
                           public closable,
                           public std::enable_shared_from_this<websocket_session> {
 public:
-  websocket_session(boost::asio::ip::tcp::socket&& socket, server_context& ctx);
+  // `handshake` ends once the actor has admitted or refused the upgrade.
+  websocket_session(boost::asio::ip::tcp::socket&& socket, server_context& ctx,
+                    admissions::token handshake);
 
   // Spawns the connection actor, which asks the hub to admit `user` and then
   // calls accept() or reject().
@@ -98,6 +101,7 @@ private:
   wire wire_ = wire::idle;
   bool reading_ = false;
   bool ping_due_ = false;
+  admissions::token handshake_;
   open_socket listed_; // last: leaves the list first
 };
 

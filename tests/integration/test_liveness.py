@@ -3,12 +3,14 @@
 
 import asyncio
 import os
+import socket
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (OP_CLOSE, OP_PING, OP_PONG, Client, Node, RawWS, case, check,  # noqa: E402
-                     eq, fail, in_thread, main, metric, metrics, poll_metric)
+                     eq, fail, in_thread, main, metric, metrics, poll_metric, read_response,
+                     upgrade_request, ws_path)
 
 FASTPING = ("--hub.ping-interval=200ms", "--hub.idle-timeout=600ms",
             "--hub.sweep-interval=200ms")
@@ -302,6 +304,67 @@ async def grace_reconnect_no_offline_event():
         eq((ev.get("userId"), ev.get("online")), ("9", False), "offline event")
         check(el >= 0.9, f"offline after {el:.2f}s, grace period 1s")
         check(el <= 2.5, f"offline only after {el:.2f}s, grace period 1s")
+        await w.close()
+
+
+def open_handshake(n, user):
+    """A reconnect stuck in its handshake: TCP open, the request head sent
+    but for its last line. Returns (socket, the rest of the head)."""
+    req = upgrade_request(ws_path(user), f"{n.host}:{n.port}")
+    s = socket.create_connection((n.host, n.port), timeout=5)
+    s.sendall(req[:-2])
+    return s, req[-2:]
+
+
+async def watched_user_closes(n, watcher_user, user):
+    """A watcher of `user`, and `user` connected and closed again."""
+    w = await Client.connect(n, watcher_user)
+    await w.send({"type": "watch", "userIds": [str(user)]})
+    await w.quiet(what="watch")
+    u = await Client.connect(n, user)
+    ev = await w.expect("presence_changed")
+    eq((ev.get("userId"), ev.get("online")), (str(user), True), "online event")
+    await u.close()
+    return w
+
+
+@case
+async def grace_held_while_a_handshake_is_pending():
+    # A storm of reconnects can keep a user's reconnect waiting in the
+    # node's backlog past the grace period; while the node has handshakes it
+    # has not finished, the grace is held open (at most 500 ms longer).
+    async with Node("--presence.grace-period=100ms") as n:
+        s, rest = await in_thread(open_handshake, n, 9)
+        w = await watched_user_closes(n, 1, 9)
+        await asyncio.sleep(0.35)  # the grace period is long over
+        await w.quiet(what="grace ran out during a pending handshake")
+        s.sendall(rest)  # the reconnect completes
+        resp, left = await in_thread(read_response, s, 5.0)
+        eq(resp.status, 101, "the held reconnect is upgraded")
+        ws = RawWS(s, left)
+        eq((await in_thread(ws.recv_json)).get("type"), "welcome", "its first frame")
+        await asyncio.sleep(0.7)  # past the longest hold
+        await w.quiet(what="reconnect that was waiting in the handshake (no flapping)")
+        s.close()
+        ev = await w.expect("presence_changed", timeout=2)
+        eq((ev.get("userId"), ev.get("online")), ("9", False), "offline after the last close")
+        await w.close()
+
+
+@case
+async def grace_hold_is_bounded():
+    # A handshake that never ends (a slowloris) holds a grace period only
+    # max_hold (500 ms) longer: the user still goes offline.
+    async with Node("--presence.grace-period=100ms", "--server.handshake-timeout=10s") as n:
+        s, _ = await in_thread(open_handshake, n, 2)
+        w = await watched_user_closes(n, 1, 9)
+        t0 = time.monotonic()
+        ev = await w.expect("presence_changed", timeout=3)
+        el = time.monotonic() - t0
+        eq((ev.get("userId"), ev.get("online")), ("9", False), "offline event")
+        check(el >= 0.55, f"offline after {el:.2f}s: the pending handshake held nothing")
+        check(el <= 1.2, f"offline only after {el:.2f}s: grace 100 ms + hold 500 ms")
+        s.close()
         await w.close()
 
 

@@ -179,3 +179,82 @@ TEST_CASE_FIXTURE(presence_fixture, "presence: a watcher that is gone is forgott
   run();
   CHECK(weak.lock() == nullptr);
 }
+
+namespace {
+
+// Presence on a node whose handshakes the test controls.
+struct admitting_fixture : presence_fixture {
+  std::shared_ptr<bool> behind = std::make_shared<bool>(false);
+  presence_actor held = spawn_presence(sys, settings(behind), st);
+
+  static presence_settings settings(std::shared_ptr<bool> behind) {
+    presence_settings cfg{100ms};
+    cfg.admitting = [behind] { return *behind; };
+    return cfg;
+  }
+
+  // A connection of `user` that opened and closed again.
+  void came_and_went(user_id user) {
+    send(held, connected_atom::value, user);
+    send(held, disconn_atom::value, user);
+  }
+
+  bool held_online(user_id user) {
+    auto reply = request<bool>(held, online_atom::value, user);
+    REQUIRE(reply->has_value());
+    return std::get<0>(**reply);
+  }
+};
+
+} // namespace
+
+TEST_CASE_FIXTURE(admitting_fixture,
+                  "presence: a grace period ending during a handshake backlog is held") {
+  came_and_went(7);
+  *behind = true;
+  advance(300ms);
+  CHECK(held_online(7));
+  CHECK(st.presence_offline == 0);
+  // the reconnect was among the handshakes: no transition at all
+  send(held, connected_atom::value, user_id{7});
+  *behind = false;
+  advance(1s);
+  CHECK(held_online(7));
+  CHECK(st.presence_offline == 0);
+  CHECK(st.reconnects == 1);
+}
+
+TEST_CASE_FIXTURE(admitting_fixture,
+                  "presence: the user goes offline once the backlog is done") {
+  came_and_went(7);
+  *behind = true;
+  advance(200ms);
+  CHECK(held_online(7));
+  *behind = false;
+  advance(10ms); // the next check
+  CHECK_FALSE(held_online(7));
+  CHECK(st.presence_offline == 1);
+}
+
+TEST_CASE_FIXTURE(admitting_fixture, "presence: the hold ends max_hold after the grace") {
+  came_and_went(7);
+  *behind = true; // a backlog that never clears (a slowloris)
+  advance(590ms);
+  CHECK(held_online(7));
+  advance(20ms); // grace 100 ms + max_hold 500 ms have passed
+  CHECK_FALSE(held_online(7));
+  CHECK(st.presence_offline == 1);
+}
+
+TEST_CASE_FIXTURE(admitting_fixture,
+                  "presence: a reconnect queued behind the grace still counts") {
+  came_and_went(7);
+  // The grace timer fires, and the reconnect's `connected` arrives right
+  // behind it, before presence has run: the last check goes behind that.
+  sched.advance_time(100ms);
+  caf::anon_send(held, connected_atom::value, user_id{7});
+  run();
+  advance(1s);
+  CHECK(held_online(7));
+  CHECK(st.presence_offline == 0);
+}
