@@ -35,6 +35,7 @@ using closed_atom = caf::atom_constant<caf::atom("closed")>;
 using connected_atom = caf::atom_constant<caf::atom("connected")>;
 using disconn_atom = caf::atom_constant<caf::atom("disconn")>;
 using grace_atom = caf::atom_constant<caf::atom("grace")>;
+using hold_atom = caf::atom_constant<caf::atom("hold")>;
 using online_atom = caf::atom_constant<caf::atom("online")>;
 using query_atom = caf::atom_constant<caf::atom("query")>;
 using count_atom = caf::atom_constant<caf::atom("count")>;
@@ -123,7 +124,8 @@ using presence_actor = caf::typed_actor<
     caf::reacts_to<connected_atom, user_id>, caf::reacts_to<disconn_atom, user_id>,
     // the grace timer of a user, valid only while its epoch is current
     caf::reacts_to<grace_atom, user_id, std::uint64_t>,
-    caf::replies_to<online_atom, user_id>::with<bool>,
+    // its own timer while grace periods are held (a handshake backlog)
+    caf::reacts_to<hold_atom>, caf::replies_to<online_atom, user_id>::with<bool>,
     // which of these users are online
     caf::replies_to<query_atom, user_list>::with<user_list>,
     // online, and the true number of open connections

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <charconv>
 #include <chrono>
+#include <deque>
 #include <functional>
 #include <limits>
 #include <optional>
@@ -43,10 +44,11 @@ namespace {
 // grace timer is current only if no connection came after it was armed.
 //
 // A grace period that runs out while the node still has handshakes it has
-// not finished is held open (checked again every hold_step, up to max_hold
-// past the grace): the user's reconnect may be among them, waiting behind a
-// storm of others. Once none is left, one more grace message goes to the back
-// of the mailbox, behind the `connected` of any reconnect just admitted.
+// not finished is held open (all held users checked together every
+// hold_step, each up to max_hold past its grace): the user's reconnect may be
+// among them, waiting behind a storm of others. Once none is left, one more
+// grace message goes to the back of the mailbox, behind the `connected` of
+// any reconnect just admitted.
 struct user_entry {
   std::uint64_t connections = 0;
   std::uint64_t epoch = 0;
@@ -88,6 +90,10 @@ struct presence_state {
   // The reverse index, so that a connection's DOWN finds what it watched.
   std::unordered_map<caf::actor_addr, std::unordered_set<user_id>> watching;
   std::optional<mirror_state> mirror; // cluster mode only
+  // Users whose grace is held, with the epoch held, in the order their holds
+  // end (every hold is as long); a hold timer runs while there are any.
+  std::deque<std::pair<user_id, std::uint64_t>> held;
+  bool hold_timer = false;
 
   static const char* name;
 };
@@ -597,18 +603,51 @@ void on_disconnected(presence_ptr self, user_id user) {
   }
 }
 
-// True: the grace of this entry is not over yet; a grace message will come.
-bool hold_grace(presence_ptr self, user_id user, user_entry& entry) {
-  auto& cfg = self->state.cfg;
-  if (!cfg.admitting || entry.confirming)
-    return false;
-  if (cfg.admitting() && self->clock().now() < entry.hold_until) {
-    self->delayed_send(self, hold_step, grace_atom::value, user, entry.epoch);
-    return true;
-  }
+void confirm_grace(presence_ptr self, user_id user, user_entry& entry) {
   entry.confirming = true;
   self->send(self, grace_atom::value, user, entry.epoch);
+}
+
+void arm_hold_timer(presence_ptr self) {
+  auto& st = self->state;
+  if (st.hold_timer || st.held.empty())
+    return;
+  st.hold_timer = true;
+  self->delayed_send(self, hold_step, hold_atom::value);
+}
+
+// True: the grace of this entry is not over yet; a grace message will come.
+bool hold_grace(presence_ptr self, user_id user, user_entry& entry) {
+  auto& st = self->state;
+  if (!st.cfg.admitting || entry.confirming)
+    return false;
+  if (st.cfg.admitting() && self->clock().now() < entry.hold_until) {
+    st.held.emplace_back(user, entry.epoch);
+    arm_hold_timer(self);
+    return true;
+  }
+  confirm_grace(self, user, entry);
   return true;
+}
+
+// Ends the holds that are over: all of them once the backlog is done, else
+// those past max_hold.
+void on_hold_timer(presence_ptr self) {
+  auto& st = self->state;
+  st.hold_timer = false;
+  bool behind = st.cfg.admitting();
+  auto now = self->clock().now();
+  while (!st.held.empty()) {
+    auto [user, epoch] = st.held.front();
+    auto i = st.users.find(user);
+    if (i != st.users.end() && i->second.epoch == epoch && !i->second.confirming) {
+      if (behind && now < i->second.hold_until)
+        break;
+      confirm_grace(self, user, i->second);
+    }
+    st.held.pop_front();
+  }
+  arm_hold_timer(self);
 }
 
 void on_grace(presence_ptr self, user_id user, std::uint64_t epoch) {
@@ -776,6 +815,7 @@ presence_actor::behavior_type presence(presence_ptr self, presence_settings cfg,
       [self](event_atom, user_id user, bool online) { on_event(self, user, online); },
       [self](redis_state_atom, bool up) { on_redis_state(self, up); },
       [self](heartbeat_atom) { on_heartbeat(self); },
+      [self](hold_atom) { on_hold_timer(self); },
       [self](withdraw_atom) { return withdraw(self); },
   };
 }
