@@ -27,7 +27,7 @@ protected:
 };
 
 // A session's membership, listed while it lives: an intrusive list, so an
-// idle connection pays three pointers for it. Declared as the session's last
+// idle connection pays four pointers for it. Declared as the session's last
 // member, it leaves the list before any other member is destroyed.
 class open_socket {
 public:
