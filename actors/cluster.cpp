@@ -4,10 +4,11 @@
 #include "actors/cluster.hpp"
 
 #include "actors/redis.hpp"
+#include "actors/redis_batch.hpp"
 #include "src/user_id.hpp"
 
 #include <boost/json.hpp>
-#include <deque>
+#include <optional>
 #include <unordered_set>
 
 #include "caf/send.hpp"
@@ -38,23 +39,15 @@ bool decode(std::string_view message, std::string_view& origin, std::string_view
 
 namespace {
 
-// A publish waiting for its turn and then for its pipeline's replies.
-struct pending_publish {
-  user_id user;
-  std::string message; // node id and frame, cluster_wire::encode
-  int self_receiver;   // 1 while this node's subscriber is one of the receivers
-  caf::typed_response_promise<bool> rp;
-};
-
-// Enough to amortise the round trip; small enough that one pipeline stays
-// well inside redis.command-timeout.
-constexpr std::size_t max_batch = 256;
+// Commands per pipeline: enough to amortise the round trip (two per
+// publish); small enough that one pipeline stays well inside
+// redis.command-timeout.
+constexpr std::size_t max_pipeline = 512;
 
 struct cluster_state {
   redis_settings cfg;
   hub_actor hub;
   presence_actor presence;
-  redis_actor redis;
   subscriber_actor subscriber;
   stats* st = nullptr;
   std::string presence_channel; // P`presence`
@@ -63,12 +56,9 @@ struct cluster_state {
   // Users whose channel this node is subscribed to: those with a local
   // connection. The hub says when; this set only keeps it idempotent.
   std::unordered_set<user_id> subscribed;
-  // Publishes wait here while a pipeline is in flight and then go out
-  // together in the next one: a busy node pays one Redis round trip for many
-  // messages instead of one each, and one pipeline at a time keeps them in
-  // order. An idle node sends a publish at once.
-  std::deque<pending_publish> queued;
-  bool publishing = false;
+  // Publishes, in order, many to a round trip when busy; an idle node sends
+  // a publish at once.
+  std::optional<redis_batch> publishes;
 
   static const char* name;
 };
@@ -108,74 +98,48 @@ bool is_integer(const redis_reply& reply) {
   return reply.type == redis_reply::kind::integer;
 }
 
-void dropped(cluster_ptr self, pending_publish& p, const std::string& why) {
+void dropped(cluster_ptr self, user_id user, caf::typed_response_promise<bool>& rp,
+             const std::string& why) {
   // Debug only: an outage fails every publish, and the redis actor logs the
   // outage itself; hubnode_messages_dropped_total counts these.
   CAF_LOG_DEBUG("publish failed, remote recipients lose this message"
-                << CAF_ARG2("user", p.user) << CAF_ARG2("reason", why));
+                << CAF_ARG(user) << CAF_ARG2("reason", why));
   self->state.st->dropped(drop_reason::redis_down);
-  p.rp.deliver(false);
+  rp.deliver(false);
 }
 
 // Online elsewhere = another node's subscriber got the message (this node is
 // one of the receivers only while it has a local connection of the user, and
 // then the hub knows the answer already) or presence has the user.
-void answer(cluster_ptr self, pending_publish& p, const redis_replies& replies,
-            std::size_t at) {
-  if (replies.size() < at + 2 || !is_integer(replies[at])) {
-    dropped(self, p, replies.size() <= at ? "no reply" : replies[at].str);
+void answer(cluster_ptr self, user_id user, int self_receiver,
+            caf::typed_response_promise<bool>& rp, const redis_replies& replies) {
+  if (replies.size() < 2 || !is_integer(replies[0])) {
+    dropped(self, user, rp, replies.empty() ? "no reply" : replies[0].str);
     return;
   }
   stats::bump(self->state.st->messages_remote);
-  auto receivers = replies[at].integer - p.self_receiver;
-  auto member = is_integer(replies[at + 1]) && replies[at + 1].integer == 1;
-  p.rp.deliver(receivers > 0 || member);
-}
-
-void flush(cluster_ptr self);
-
-// Sends up to max_batch queued publishes as one pipeline, two commands each.
-void send_batch(cluster_ptr self) {
-  auto& st = self->state;
-  auto count = std::min(st.queued.size(), max_batch);
-  std::vector<pending_publish> batch(std::make_move_iterator(st.queued.begin()),
-                                     std::make_move_iterator(st.queued.begin() + count));
-  st.queued.erase(st.queued.begin(), st.queued.begin() + count);
-  redis_pipeline pipeline;
-  pipeline.reserve(2 * count);
-  for (auto& p : batch) {
-    pipeline.push_back({"PUBLISH", user_channel(self, p.user), std::move(p.message)});
-    pipeline.push_back({"SISMEMBER", st.online_key, std::to_string(p.user)});
-  }
-  st.publishing = true;
-  self->request(st.redis, publish_timeout(st.cfg), redis_atom::value, std::move(pipeline))
-      .then(
-          [self, batch](const redis_replies& replies) mutable {
-            for (std::size_t i = 0; i < batch.size(); ++i)
-              answer(self, batch[i], replies, 2 * i);
-            self->state.publishing = false;
-            flush(self);
-          },
-          [self, batch](caf::error& err) mutable {
-            for (auto& p : batch)
-              dropped(self, p, to_string(err));
-            self->state.publishing = false;
-            flush(self);
-          });
-}
-
-void flush(cluster_ptr self) {
-  if (!self->state.publishing && !self->state.queued.empty())
-    send_batch(self);
+  auto receivers = replies[0].integer - self_receiver;
+  auto member = is_integer(replies[1]) && replies[1].integer == 1;
+  rp.deliver(receivers > 0 || member);
 }
 
 // The message to the user's channel, and whether the user is in P`online`.
 caf::result<bool> publish(cluster_ptr self, user_id user, const payload& frame) {
   auto& st = self->state;
   auto rp = self->make_response_promise<bool>();
-  st.queued.push_back({user, cluster_wire::encode(st.cfg.node_id, *frame),
-                       st.subscribed.count(user) > 0 ? 1 : 0, rp});
-  flush(self);
+  // 1 while this node's subscriber is one of the receivers
+  int self_receiver = st.subscribed.count(user) > 0 ? 1 : 0;
+  st.publishes->exchange(
+      self,
+      {{"PUBLISH", user_channel(self, user),
+        cluster_wire::encode(st.cfg.node_id, *frame)},
+       {"SISMEMBER", st.online_key, std::to_string(user)}},
+      [self, user, self_receiver, rp](const redis_replies& replies) mutable {
+        answer(self, user, self_receiver, rp, replies);
+      },
+      [self, user, rp](const caf::error& err) mutable {
+        dropped(self, user, rp, to_string(err));
+      });
   return rp;
 }
 
@@ -234,7 +198,7 @@ cluster_actor::behavior_type cluster(cluster_ptr self, redis_settings cfg, hub_a
   s.cfg = std::move(cfg);
   s.hub = std::move(hub);
   s.presence = std::move(presence);
-  s.redis = std::move(redis);
+  s.publishes.emplace(std::move(redis), publish_timeout(s.cfg), max_pipeline);
   s.st = st;
   s.subscriber = make_subscriber(caf::actor_cast<caf::actor>(self));
   // The subscriber lives as long as its sink.

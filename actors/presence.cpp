@@ -4,6 +4,7 @@
 #include "actors/presence.hpp"
 
 #include "actors/presence_scripts.hpp"
+#include "actors/redis_batch.hpp"
 
 #include <algorithm>
 #include <charconv>
@@ -58,12 +59,12 @@ struct user_entry {
 
 constexpr caf::timespan hold_step = std::chrono::milliseconds(10);
 
-// Cluster mode: Redis mirrors the local truth. The redis actor runs its
-// requests one after another on one connection, so what this actor sends
-// reaches Redis in the order sent: a reap sent before a user's connect can
-// never undo it. That order is what makes the resync below safe.
+// Cluster mode: Redis mirrors the local truth. Every exchange goes through
+// one redis_batch, so what this actor sends reaches Redis in the order sent:
+// a reap sent before a user's connect can never undo it. That order is what
+// makes the resync below safe.
 struct mirror_state {
-  redis_actor redis;
+  redis_batch redis;
   presence_keys keys;
   // Redis said it was down; the next "up" means it may have lost our writes.
   bool redis_down = false;
@@ -172,6 +173,8 @@ void watcher_down(presence_ptr self, const caf::actor_addr& conn) {
 constexpr auto redis_timeout = std::chrono::seconds(2);
 // Keys per SCAN step and commands per pipeline of a bulk rewrite.
 constexpr std::size_t batch_size = 500;
+// Commands per combined pipeline: a bulk rewrite's and a little more.
+constexpr std::size_t max_pipeline = 2 * batch_size;
 
 using replies_handler = std::function<void(const redis_replies&)>;
 using failure_handler = std::function<void()>;
@@ -200,17 +203,17 @@ void log_error_replies(const char* what, const redis_replies& replies) {
 // next resync repairs what Redis missed.
 void exchange(presence_ptr self, redis_pipeline pipeline, const char* what,
               replies_handler on_replies, failure_handler on_failure = {}) {
-  self->request(mirror(self).redis, redis_timeout, redis_atom::value, std::move(pipeline))
-      .then(
-          [what, on_replies](const redis_replies& replies) {
-            log_error_replies(what, replies);
-            on_replies(replies);
-          },
-          [what, on_failure](caf::error& err) {
-            CAF_LOG_WARNING("Redis request failed" << CAF_ARG(what) << CAF_ARG(err));
-            if (on_failure)
-              on_failure();
-          });
+  mirror(self).redis.exchange(
+      self, std::move(pipeline),
+      [what, on_replies](const redis_replies& replies) {
+        log_error_replies(what, replies);
+        on_replies(replies);
+      },
+      [what, on_failure](const caf::error& err) {
+        CAF_LOG_WARNING("Redis request failed" << CAF_ARG(what) << CAF_ARG(err));
+        if (on_failure)
+          on_failure();
+      });
 }
 
 std::optional<std::int64_t> integer_at(const redis_replies& replies, std::size_t i) {
@@ -783,7 +786,9 @@ caf::result<bool, std::uint64_t> count(presence_ptr self, user_id user) {
 // the resync clears what a previous incarnation left.
 void start_mirror(presence_ptr self, redis_actor redis) {
   auto& st = self->state;
-  st.mirror.emplace(mirror_state{std::move(redis), presence_keys{st.cfg.key_prefix}});
+  st.mirror.emplace(
+      mirror_state{redis_batch{std::move(redis), redis_timeout, max_pipeline},
+                   presence_keys{st.cfg.key_prefix}});
   CAF_LOG_INFO("presence in Redis" << CAF_ARG2("node", st.cfg.node_id)
                                    << CAF_ARG2("prefix", st.cfg.key_prefix));
   on_heartbeat(self);

@@ -255,6 +255,28 @@ TEST_CASE_FIXTURE(presence_cluster_fixture,
 }
 
 TEST_CASE_FIXTURE(presence_cluster_fixture,
+                  "presence cluster: writes during a round trip share the next "
+                  "pipeline, in order, each with its own reply") {
+  started();
+  // Only user 8's connect makes a transition.
+  answer("EVALSCRIPT", [](const redis_command& cmd) {
+    return integer(script_of(cmd).args.at(2) == "8" ? 1 : 0);
+  });
+  // All three are in presence's mailbox before it runs: the first goes out
+  // at once, the other two wait for its reply.
+  for (user_id user : {7, 8, 9})
+    caf::anon_send(presence, connected_atom::value, user);
+  run();
+  REQUIRE(log->pipelines.size() == 2);
+  REQUIRE(log->pipelines[0].size() == 1);
+  CHECK(script_of(log->pipelines[0][0]).args[2] == "7");
+  REQUIRE(log->pipelines[1].size() == 2);
+  CHECK(script_of(log->pipelines[1][0]).args[2] == "8");
+  CHECK(script_of(log->pipelines[1][1]).args[2] == "9");
+  CHECK(st.presence_online == 1);
+}
+
+TEST_CASE_FIXTURE(presence_cluster_fixture,
                   "presence cluster: a second connection only sets the count") {
   started();
   connected(7);
