@@ -9,14 +9,22 @@
 #include <boost/asio/strand.hpp>
 #include <fmt/format.h>
 
+#include "caf/detail/set_thread_name.hpp"
+
 namespace hubnode {
 
 namespace net = boost::asio;
 using tcp = net::ip::tcp;
 
 listener::listener(net::io_context& ioc, server_context& ctx)
-    : ioc_(ioc), ctx_(ctx), acceptor_(socket_executor()),
-      backoff_(acceptor_.get_executor()) {}
+    : ioc_(ioc), ctx_(ctx), acceptor_(accept_ioc_), backoff_(accept_ioc_) {}
+
+// Only for a way out of main that skipped stop().
+listener::~listener() {
+  accept_ioc_.stop();
+  if (thread_.joinable())
+    thread_.join();
+}
 
 std::string listener::open(const std::string& host, std::uint16_t port) {
   boost::system::error_code ec;
@@ -44,15 +52,24 @@ tcp::endpoint listener::local_endpoint() const {
 
 void listener::run() {
   do_accept();
+  thread_ = std::thread([this] {
+    CAF_SET_LOGGER_SYS(&ctx_.system);
+    caf::detail::set_thread_name("hubnode.accept");
+    ctx_.system.thread_started();
+    accept_ioc_.run(); // until the acceptor is closed and its last handler ran
+    ctx_.system.thread_terminates();
+  });
 }
 
 void listener::stop() {
-  net::post(acceptor_.get_executor(), [self = shared_from_this()] {
+  net::post(accept_ioc_, [this] {
     boost::system::error_code ec;
-    self->ctx_.admitting.listening(-1);
-    self->acceptor_.close(ec);
-    self->backoff_.cancel();
+    ctx_.admitting.listening(-1);
+    acceptor_.close(ec);
+    backoff_.cancel();
   });
+  if (thread_.joinable())
+    thread_.join();
 }
 
 net::any_io_executor listener::socket_executor() {
