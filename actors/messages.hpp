@@ -54,6 +54,7 @@ using withdraw_atom = caf::atom_constant<caf::atom("withdraw")>;
 using heartbeat_atom = caf::atom_constant<caf::atom("heartbeat")>;
 using cluster_atom = caf::atom_constant<caf::atom("cluster")>;
 using expire_atom = caf::atom_constant<caf::atom("expire")>;
+using flush_atom = caf::atom_constant<caf::atom("flush")>;
 
 // Told of every Redis up (true) / down (false) transition.
 using redis_listener = caf::typed_actor<caf::reacts_to<redis_state_atom, bool>>;
@@ -99,7 +100,9 @@ using connection_actor = caf::typed_actor<
     // from presence: a watched user went online (true) or offline (false)
     caf::reacts_to<changed_atom, user_id, bool>,
     // its own timer: the JWT of this connection expired (jwt mode, `exp` only)
-    caf::reacts_to<expire_atom>>;
+    caf::reacts_to<expire_atom>,
+    // its own: hand the frames queued meanwhile to the socket in one write
+    caf::reacts_to<flush_atom>>;
 
 // One per node: who is connected here, and routing to them.
 using hub_actor = caf::typed_actor<

@@ -107,6 +107,7 @@ probe(connection_actor::pointer self, std::shared_ptr<probe_log> log, bool stubb
         log->changes.emplace_back(user, online);
       },
       [](expire_atom) {},
+      [](flush_atom) {},
   };
 }
 

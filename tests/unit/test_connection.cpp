@@ -287,6 +287,28 @@ TEST_CASE_FIXTURE(connection_fixture, "connection: a slow consumer is closed 100
 }
 
 TEST_CASE_FIXTURE(connection_fixture,
+                  "connection: frames queued in one turn leave in one write") {
+  auto c = open(7);
+  // All three are in the mailbox before the actor runs.
+  for (int i = 0; i < 3; ++i)
+    caf::anon_send(c.conn, deliver_atom::value, filler(10));
+  run();
+  REQUIRE(c.socket->writes.size() == 2); // the welcome, then the three
+  CHECK(c.socket->writes.back().size() == 3);
+}
+
+TEST_CASE_FIXTURE(connection_fixture,
+                  "connection: frames queued before a close go out before it") {
+  auto c = open(7);
+  caf::anon_send(c.conn, deliver_atom::value, filler(10));
+  caf::anon_send(c.conn, violation_atom::value, close_code::too_big);
+  run();
+  REQUIRE(c.socket->writes.size() == 2);
+  CHECK(c.socket->writes.back().size() == 1);
+  CHECK(c.socket->closes == codes{close_code::too_big});
+}
+
+TEST_CASE_FIXTURE(connection_fixture,
                   "connection: rate_limited, then closed 1008 when the flood goes on") {
   auto c = open(7);
   for (int i = 0; i < 4; ++i) // the burst: twice the rate
