@@ -328,7 +328,6 @@ void on_upgraded(connection_ptr self) {
   CAF_LOG_DEBUG("upgraded" << CAF_ARG2("actor", self->id()) << CAF_ARG2("user", st.user)
                            << CAF_ARG2("connection", st.id));
   self->become(open(self));
-  enqueue(self, protocol::welcome(st.user, st.id, st.cfg->node_id));
 }
 
 connection_actor::behavior_type upgrading(connection_ptr self) {
@@ -358,7 +357,9 @@ void on_admission(connection_ptr self, admission verdict, std::string id) {
   st.id = std::move(id);
   CAF_LOG_DEBUG("admitted" << CAF_ARG2("actor", self->id()) << CAF_ARG2("user", st.user)
                            << CAF_ARG2("connection", st.id));
-  st.socket->accept();
+  // One send for the 101 and the welcome: in a reconnect storm the node's
+  // sends are most of the cost of admitting a client.
+  st.socket->accept(make_payload(protocol::welcome(st.user, st.id, st.cfg->node_id)));
   self->become(upgrading(self));
 }
 

@@ -14,8 +14,10 @@ class transport {
 public:
   virtual ~transport() = default;
 
-  // Complete the WebSocket upgrade; answered with `upgraded` or `closed`.
-  virtual void accept() = 0;
+  // Complete the WebSocket upgrade with `welcome` as the first frame, sent
+  // with the 101 response in one write; answered with `upgraded` (both are
+  // out) or `closed`.
+  virtual void accept(payload welcome) = 0;
 
   // Answer the upgrade request with an HTTP error instead, then close.
   virtual void reject(admission why) = 0;

@@ -12,6 +12,7 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/bind_handler.hpp>
 #include <boost/beast/websocket/detail/hybi13.hpp>
+#include <sstream>
 
 #include "caf/send.hpp"
 
@@ -132,26 +133,38 @@ void websocket_session::run(http_request req, user_id user,
 
 // -- the upgrade --------------------------------------------------------------
 
-void websocket_session::accept() {
-  on_strand([](websocket_session& self) { self.do_accept(); });
+void websocket_session::accept(payload welcome) {
+  on_strand([welcome = std::move(welcome)](websocket_session& self) mutable {
+    self.do_accept(std::move(welcome));
+  });
 }
 
-void websocket_session::do_accept() {
+// The 101 response and the welcome frame in one gathered write. A few
+// hundred bytes: the socket buffer takes them even from a client that does
+// not read, so this write needs no deadline of its own.
+void websocket_session::do_accept(payload welcome) {
   if (phase_ != phase::admitting)
     return;
   handshake_.release();
   phase_ = phase::upgrading;
-  response_ = std::make_unique<http_response>(switching_protocols(*request_));
+  std::ostringstream head;
+  head << switching_protocols(*request_);
+  control_ = head.str();
   request_.reset();
-  // A few hundred bytes: the socket buffer takes them even from a client
-  // that does not read, so this write needs no deadline of its own.
-  http::async_write(
-      socket_, *response_,
+  frames_ = {std::move(welcome)};
+  auto buffers = frame_buffers();
+  buffers.insert(buffers.begin(), net::buffer(control_));
+  wire_ = wire::control; // a close asked for meanwhile waits for this write
+  net::async_write(
+      socket_, buffers,
       beast::bind_front_handler(&websocket_session::on_accept, shared_from_this()));
 }
 
 void websocket_session::on_accept(beast::error_code ec, std::size_t) {
-  response_.reset();
+  wire_ = wire::idle;
+  control_ = {};
+  frames_ = {};
+  headers_ = {};
   if (ec) {
     caf::anon_send(actor_, closed_atom::value, close_reason::error);
     return fail(ec);
@@ -317,22 +330,26 @@ void websocket_session::do_write() {
     write_control(wire::close, ws::encode_close(close_code_));
 }
 
-// One gathered write: each frame's header of its own, the payload shared with
-// every other recipient of the message.
 void websocket_session::write_frames() {
+  wire_ = wire::frames;
+  net::async_write(
+      socket_, frame_buffers(),
+      beast::bind_front_handler(&websocket_session::on_write, shared_from_this()));
+}
+
+// One gathered write of frames_: each frame's header of its own, the payload
+// shared with every other recipient of the message.
+std::vector<net::const_buffer> websocket_session::frame_buffers() {
   headers_.reserve(frames_.size());
   for (const auto& frame : frames_)
     headers_.push_back(ws::encode_header(ws::opcode::text, frame->size()));
   std::vector<net::const_buffer> buffers;
-  buffers.reserve(2 * frames_.size());
+  buffers.reserve(2 * frames_.size() + 1);
   for (std::size_t i = 0; i < frames_.size(); ++i) {
     buffers.emplace_back(headers_[i].bytes.data(), headers_[i].size);
     buffers.emplace_back(frames_[i]->data(), frames_[i]->size());
   }
-  wire_ = wire::frames;
-  net::async_write(
-      socket_, buffers,
-      beast::bind_front_handler(&websocket_session::on_write, shared_from_this()));
+  return buffers;
 }
 
 void websocket_session::write_control(wire kind, std::string frame) {

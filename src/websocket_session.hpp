@@ -39,7 +39,7 @@ public:
   // `expires`: the unix second the connection's JWT expires, if it does.
   void run(http_request req, user_id user, std::optional<std::int64_t> expires = {});
 
-  void accept() override;
+  void accept(payload welcome) override;
   void reject(admission why) override;
   void write(std::vector<payload> frames) override;
   void ping() override;
@@ -60,7 +60,7 @@ private:
   // What is on the wire; at most one write is in flight.
   enum class wire : std::uint8_t { idle, frames, control, close };
 
-  void do_accept();
+  void do_accept(payload welcome);
   void on_accept(beast::error_code ec, std::size_t bytes);
   void do_reject(admission why);
   void do_read();
@@ -70,6 +70,7 @@ private:
   void on_client_close(std::uint16_t code);
   void do_write();
   void write_frames();
+  std::vector<boost::asio::const_buffer> frame_buffers();
   void write_control(wire kind, std::string frame);
   void on_write(beast::error_code ec, std::size_t bytes);
   void do_ping();

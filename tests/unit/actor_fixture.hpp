@@ -37,7 +37,12 @@ struct fake_transport : transport {
   // Writes the test has reported back as written.
   std::size_t acknowledged = 0;
 
-  void accept() override { ++accepts; }
+  // The welcome goes out with the 101, so it counts as written at once.
+  void accept(payload welcome) override {
+    ++accepts;
+    writes.push_back({std::move(welcome)});
+    acknowledged = writes.size();
+  }
   void reject(admission why) override { rejects.push_back(why); }
   void write(std::vector<payload> frames) override {
     writes.push_back(std::move(frames));

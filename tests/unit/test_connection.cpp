@@ -74,13 +74,12 @@ struct connection_fixture : actor_fixture {
     return {socket, conn};
   }
 
-  // Connected, upgraded, and its welcome written.
+  // Connected, upgraded, and its welcome written (with the upgrade).
   client open(user_id user) {
     auto c = connect(user);
     REQUIRE(c.socket->accepts == 1);
     send(c.conn, upgraded_atom::value);
     REQUIRE(c.socket->writes.size() == 1);
-    written(c);
     return c;
   }
 
@@ -105,19 +104,20 @@ struct connection_fixture : actor_fixture {
 
 } // namespace
 
-TEST_CASE_FIXTURE(connection_fixture, "connection: admitted, upgraded, welcome first") {
+TEST_CASE_FIXTURE(connection_fixture,
+                  "connection: admitted, the welcome goes with the upgrade") {
   auto c = connect(7);
   CHECK(c.socket->accepts == 1);
-  CHECK(c.socket->writes.empty());
   CHECK(st.connections_opened == 1);
-  send(c.conn, upgraded_atom::value);
-  REQUIRE(c.socket->writes.size() == 1);
+  REQUIRE(c.socket->writes.size() == 1); // handed over with accept()
   REQUIRE(c.socket->writes[0].size() == 1);
   auto welcome = parse(c.socket->writes[0][0]);
   CHECK(welcome.at("type") == "welcome");
   CHECK(welcome.at("userId") == "7");
   CHECK(welcome.at("connectionId") == "n1-c1");
   CHECK(welcome.at("node") == "n1");
+  send(c.conn, upgraded_atom::value);
+  CHECK(c.socket->writes.size() == 1);
 }
 
 TEST_CASE_FIXTURE(connection_fixture,
@@ -125,7 +125,7 @@ TEST_CASE_FIXTURE(connection_fixture,
   auto c = connect(7);
   request<std::string, bool>(hub, route_atom::value, user_id{7}, std::string{"server"},
                              std::string{"1"});
-  CHECK(c.socket->writes.empty());
+  CHECK(c.socket->writes.size() == 1); // the welcome only
   send(c.conn, upgraded_atom::value);
   CHECK(drain(c) == strings{"welcome", "message"});
 }
