@@ -114,12 +114,14 @@ void flush(connection_ptr self) {
 void enqueue(connection_ptr self, payload frame) {
   auto& st = self->state;
   st.queued_bytes += frame->size();
-  st.queue.push_back(std::move(frame));
   st.st->queue_bytes_seen(static_cast<std::int64_t>(st.queued_bytes));
   if (st.queued_bytes > st.cfg->send_queue_limit) {
+    // The frame that crosses the limit is dropped, not queued: the close
+    // flushes what came before it.
     st.st->dropped(drop_reason::slow_consumer);
     return close(self, close_code::policy, close_reason::slow_consumer);
   }
+  st.queue.push_back(std::move(frame));
   // While a write is in flight, its `written` flushes instead.
   if (!st.writing && !st.flush_due) {
     st.flush_due = true;

@@ -297,6 +297,20 @@ TEST_CASE_FIXTURE(connection_fixture,
   CHECK(c.socket->writes.back().size() == 3);
 }
 
+TEST_CASE_FIXTURE(
+    connection_fixture,
+    "connection: the frame that crosses the limit is dropped, not written") {
+  auto c = open(7);
+  // One turn: the first two are queued, the third crosses the 1,000 bytes.
+  for (int i = 0; i < 3; ++i)
+    caf::anon_send(c.conn, deliver_atom::value, filler(400));
+  run();
+  REQUIRE(c.socket->writes.size() == 2);
+  CHECK(c.socket->writes.back().size() == 2);
+  CHECK(c.socket->closes == codes{close_code::policy});
+  CHECK(dropped(st, drop_reason::slow_consumer) == 1);
+}
+
 TEST_CASE_FIXTURE(connection_fixture,
                   "connection: frames queued before a close go out before it") {
   auto c = open(7);
