@@ -91,11 +91,11 @@ private:
   // carries no request, response, buffer or timer.
   std::string partial_;                     // the bytes of an incomplete frame
   std::unique_ptr<http_request> request_;   // until accepted or rejected
-  std::unique_ptr<http_response> response_; // the 101 or the rejection, while written
-  std::vector<payload> frames_;             // the actor's batch on the wire
-  std::vector<ws::frame_header> headers_;   // their headers
-  std::string control_;                     // the control frame on the wire
-  std::string pong_;                        // the pong due, a whole frame
+  std::unique_ptr<http_response> response_; // the rejection, while written
+  std::vector<payload> frames_; // the actor's batch (or the welcome) on the wire
+  std::vector<ws::frame_header> headers_; // their headers
+  std::string control_;                   // the control frame (or the 101) on the wire
+  std::string pong_;                      // the pong due, a whole frame
   std::unique_ptr<boost::asio::steady_timer> close_deadline_; // only while closing
   std::uint16_t close_code_ = 0;
   phase phase_ = phase::admitting;
