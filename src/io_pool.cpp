@@ -2,7 +2,7 @@
 
 #include "src/io_pool.hpp"
 
-#include "caf/detail/set_thread_name.hpp"
+#include "src/system_thread.hpp"
 
 namespace hubnode {
 
@@ -18,13 +18,7 @@ io_pool::~io_pool() {
 
 void io_pool::start(caf::actor_system& system) {
   for (std::size_t i = 0; i < count_; ++i)
-    threads_.emplace_back([this, &system] {
-      CAF_SET_LOGGER_SYS(&system);
-      caf::detail::set_thread_name("hubnode.io");
-      system.thread_started();
-      ioc_->run();
-      system.thread_terminates();
-    });
+    threads_.push_back(system_thread(system, "hubnode.io", [this] { ioc_->run(); }));
 }
 
 void io_pool::stop() {

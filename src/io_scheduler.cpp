@@ -3,12 +3,13 @@
 
 #include "src/io_scheduler.hpp"
 
+#include "src/system_thread.hpp"
+
 #include <boost/asio/post.hpp>
 #include <utility>
 
 #include "caf/actor_system.hpp"
 #include "caf/config_value.hpp"
-#include "caf/detail/set_thread_name.hpp"
 #include "caf/resumable.hpp"
 
 namespace hubnode {
@@ -70,13 +71,7 @@ void io_scheduler::start() {
   pool_.start(system());
   // Delayed messages and request timeouts: CAF's own clock on its own
   // thread, as under CAF's schedulers.
-  timer_ = std::thread{[this] {
-    CAF_SET_LOGGER_SYS(&system());
-    caf::detail::set_thread_name("caf.clock");
-    system().thread_started();
-    clock_.run_dispatch_loop();
-    system().thread_terminates();
-  }};
+  timer_ = system_thread(system(), "caf.clock", [this] { clock_.run_dispatch_loop(); });
   abstract_coordinator::start();
 }
 

@@ -4,12 +4,11 @@
 #include "src/listener.hpp"
 
 #include "src/http_session.hpp"
+#include "src/system_thread.hpp"
 
 #include <boost/asio/post.hpp>
 #include <boost/asio/strand.hpp>
 #include <fmt/format.h>
-
-#include "caf/detail/set_thread_name.hpp"
 
 namespace hubnode {
 
@@ -52,13 +51,8 @@ tcp::endpoint listener::local_endpoint() const {
 
 void listener::run() {
   do_accept();
-  thread_ = std::thread([this] {
-    CAF_SET_LOGGER_SYS(&ctx_.system);
-    caf::detail::set_thread_name("hubnode.accept");
-    ctx_.system.thread_started();
-    accept_ioc_.run(); // until the acceptor is closed and its last handler ran
-    ctx_.system.thread_terminates();
-  });
+  // Runs until the acceptor is closed and its last handler ran.
+  thread_ = system_thread(ctx_.system, "hubnode.accept", [this] { accept_ioc_.run(); });
 }
 
 void listener::stop() {
