@@ -212,7 +212,11 @@ void websocket_session::do_read() {
 }
 
 // Asio's reactor is edge-triggered: once woken, the session reads until the
-// socket has nothing more, or yields and comes back by a post.
+// socket has nothing more, or yields and comes back by a post. A read that
+// did not fill the buffer emptied the socket: waiting again at once saves
+// the read that would only say so, and loses nothing, because starting a
+// wait re-arms the descriptor (epoll_ctl MOD), which reports data that
+// arrived in between.
 void websocket_session::on_read(beast::error_code ec) {
   reading_ = false;
   for (int i = 0; i < reads_per_turn && !ec; ++i) {
@@ -221,6 +225,8 @@ void websocket_session::on_read(beast::error_code ec) {
       return do_read();
     if (!ec && !on_bytes(read_buffer(), n))
       return;
+    if (!ec && n < read_buffer_size)
+      return do_read();
   }
   if (!ec) {
     reading_ = true;
