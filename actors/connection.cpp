@@ -264,6 +264,14 @@ void on_frame(connection_ptr self, inbound& in) {
   serve(self, in);
 }
 
+// A close (a flood, a slow consumer) ends the turn: what the client sent
+// after it is not served, as it would not be from the mailbox.
+void on_frames(connection_ptr self, inbound_batch& requests) {
+  for (auto& in : requests)
+    if (!self->state.done)
+      on_frame(self, in);
+}
+
 // -- states -------------------------------------------------------------------
 //
 //  admitting --admitted--> upgrading --upgraded--> open --(close / closed)--> [exit]
@@ -285,7 +293,7 @@ void on_frame(connection_ptr self, inbound& in) {
 connection_actor::behavior_type admitting() {
   return {
       [](upgraded_atom) { return caf::skip; },
-      [](frame_atom, const inbound&) { return caf::skip; },
+      [](frame_atom, const inbound_batch&) { return caf::skip; },
       [](activity_atom) { return caf::skip; },
       [](written_atom, std::uint64_t) { return caf::skip; },
       [](violation_atom, std::uint16_t) { return caf::skip; },
@@ -304,7 +312,7 @@ connection_actor::behavior_type open(connection_ptr self) {
   return {
       // A socket upgrades once; this state is reached by that one upgrade.
       [](upgraded_atom) {},
-      [self](frame_atom, inbound& in) { on_frame(self, in); },
+      [self](frame_atom, inbound_batch& requests) { on_frames(self, requests); },
       [self](activity_atom) { self->state.last_activity = self->clock().now(); },
       [self](written_atom, std::uint64_t bytes) { on_written(self, bytes); },
       [self](violation_atom, std::uint16_t code) {
@@ -335,7 +343,7 @@ void on_upgraded(connection_ptr self) {
 connection_actor::behavior_type upgrading(connection_ptr self) {
   return {
       [self](upgraded_atom) { on_upgraded(self); },
-      [](frame_atom, const inbound&) { return caf::skip; },
+      [](frame_atom, const inbound_batch&) { return caf::skip; },
       [](activity_atom) { return caf::skip; },
       [](written_atom, std::uint64_t) { return caf::skip; },
       [](violation_atom, std::uint16_t) { return caf::skip; },

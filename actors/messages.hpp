@@ -89,8 +89,8 @@ using cluster_actor = caf::typed_actor<
 
 // One WebSocket connection of one user.
 using connection_actor = caf::typed_actor<
-    // from its session
-    caf::reacts_to<upgraded_atom>, caf::reacts_to<frame_atom, inbound>,
+    // from its session; `frame`: the requests of one read, in order
+    caf::reacts_to<upgraded_atom>, caf::reacts_to<frame_atom, inbound_batch>,
     caf::reacts_to<activity_atom>, caf::reacts_to<written_atom, std::uint64_t>,
     caf::reacts_to<violation_atom, std::uint16_t>,
     caf::reacts_to<closed_atom, close_reason>,

@@ -52,6 +52,9 @@ struct inbound {
   std::string error_message;
 };
 
+// The requests of one read from the socket, in the order the client sent them.
+using inbound_batch = std::vector<inbound>;
+
 // WebSocket close codes of SPEC section 3.
 namespace close_code {
 constexpr std::uint16_t normal = 1000;
@@ -68,3 +71,4 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(hubnode::payload)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(hubnode::admission)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(hubnode::close_reason)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(hubnode::inbound)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(hubnode::inbound_batch)

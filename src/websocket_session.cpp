@@ -252,17 +252,24 @@ bool websocket_session::on_bytes(char* data, std::size_t size) {
     data = partial_.data();
     size = partial_.size();
   }
+  inbound_batch requests;
   std::size_t used = 0;
   for (;;) {
     auto event = decoder_.decode(data + used, size - used);
     if (event.type == ws::frame_event::kind::incomplete)
       break;
+    used += event.used;
+    if (event.type == ws::frame_event::kind::text) {
+      requests.push_back(protocol::parse_request(event.payload));
+      continue;
+    }
+    hand_over(requests); // what the client sent before this frame comes first
     if (!on_event(event)) {
       std::string().swap(partial_);
       return phase_ == phase::closing;
     }
-    used += event.used;
   }
+  hand_over(requests);
   if (joined)
     partial_.erase(0, used);
   else
@@ -272,13 +279,18 @@ bool websocket_session::on_bytes(char* data, std::size_t size) {
   return true;
 }
 
-// False: decode no further.
+// The requests of one read go to the actor as one message: a client with
+// several messages in flight sends them in one segment, and each message the
+// actor does not get is a mailbox element, a schedule and a resume saved.
+void websocket_session::hand_over(inbound_batch& requests) {
+  if (!requests.empty())
+    caf::anon_send(actor_, frame_atom::value, std::exchange(requests, {}));
+}
+
+// Every frame but text. False: decode no further.
 bool websocket_session::on_event(const ws::frame_event& event) {
   using kind = ws::frame_event::kind;
   switch (event.type) {
-  case kind::text:
-    caf::anon_send(actor_, frame_atom::value, protocol::parse_request(event.payload));
-    return true;
   case kind::ping:
     // RFC 6455 5.5.3: answering only the latest of several pings is enough.
     pong_ = ws::encode_control(ws::opcode::pong, event.payload);
@@ -293,6 +305,7 @@ bool websocket_session::on_event(const ws::frame_event& event) {
   case kind::violation:
     caf::anon_send(actor_, violation_atom::value, event.code);
     return false;
+  case kind::text: // on_bytes collects them
   case kind::fragment:
   case kind::incomplete:
     break;

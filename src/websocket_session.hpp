@@ -66,6 +66,7 @@ private:
   void do_read();
   void on_read(beast::error_code ec);
   bool on_bytes(char* data, std::size_t size);
+  void hand_over(inbound_batch& requests);
   bool on_event(const ws::frame_event& event);
   void on_client_close(std::uint16_t code);
   void do_write();

@@ -95,7 +95,7 @@ inline connection_actor::behavior_type
 probe(connection_actor::pointer self, std::shared_ptr<probe_log> log, bool stubborn) {
   return {
       [](upgraded_atom) {},
-      [](frame_atom, const inbound&) {},
+      [](frame_atom, const inbound_batch&) {},
       [](activity_atom) {},
       [](written_atom, std::uint64_t) {},
       [](violation_atom, std::uint16_t) {},

@@ -89,7 +89,7 @@ struct connection_fixture : actor_fixture {
   }
 
   void frame(const client& c, inbound in) {
-    send(c.conn, frame_atom::value, std::move(in));
+    send(c.conn, frame_atom::value, inbound_batch{std::move(in)});
   }
 
   // Every frame the client got, each write completed as soon as it was made.
@@ -223,6 +223,36 @@ TEST_CASE_FIXTURE(connection_fixture, "connection: ping is answered with pong") 
   auto pong = parse(c.socket->frames()[1]);
   CHECK(pong.at("type") == "pong");
   CHECK(pong.at("ref") == "p");
+}
+
+TEST_CASE_FIXTURE(
+    connection_fixture,
+    "connection: the requests of one read are answered in order, together") {
+  auto c = open(7);
+  send(c.conn, frame_atom::value,
+       inbound_batch{request_of(inbound::kind::ping, "a"),
+                     request_of(inbound::kind::ping, "b"),
+                     request_of(inbound::kind::ping, "c")});
+  REQUIRE(c.socket->writes.size() == 2); // the welcome, then the three pongs
+  REQUIRE(c.socket->writes.back().size() == 3);
+  strings refs;
+  for (auto& pong : c.socket->writes.back())
+    refs.push_back(parse(pong).at("ref").as_string().c_str());
+  CHECK(refs == strings{"a", "b", "c"});
+  CHECK(st.messages_received == 3);
+}
+
+TEST_CASE_FIXTURE(connection_fixture,
+                  "connection: a close ends the read: later requests are not served") {
+  auto c = open(7);
+  send(c.conn, deliver_atom::value, filler(990)); // in flight, never written
+  // The first pong crosses the 1,000 bytes of the send queue.
+  send(c.conn, frame_atom::value,
+       inbound_batch{request_of(inbound::kind::ping, "a"),
+                     request_of(inbound::kind::ping, "b")});
+  CHECK(c.socket->closes == codes{close_code::policy});
+  CHECK(st.messages_received == 1);
+  CHECK(dropped(st, drop_reason::slow_consumer) == 1);
 }
 
 TEST_CASE_FIXTURE(connection_fixture, "connection: presence query and watch") {
