@@ -202,14 +202,35 @@ auto log_failure(const char* what) {
   return [what](caf::error& err) { CAF_LOG_WARNING(what << " failed" << CAF_ARG(err)); };
 }
 
-void send_message(connection_ptr self, inbound& in) {
-  auto& st = self->state;
-  self->request(st.hub, caf::infinite, route_atom::value, in.to, std::to_string(st.user),
-                std::move(in.data))
-      .then([self, ref = std::move(in.ref), has_ref = in.has_ref](
-                const std::string& id,
-                bool online) { enqueue(self, protocol::ack(ref, has_ref, id, online)); },
-            log_failure("route"));
+// The ref of each message routed, for its ack.
+struct ack_ref {
+  std::string ref;
+  bool has_ref = false;
+};
+
+// The messages of one read, routed together once it has been served.
+struct sends {
+  outgoing_batch messages;
+  std::vector<ack_ref> refs;
+};
+
+void add_send(sends& pending, inbound& in) {
+  pending.messages.push_back(outgoing{in.to, std::move(in.data)});
+  pending.refs.push_back(ack_ref{std::move(in.ref), in.has_ref});
+}
+
+void route_sends(connection_ptr self, sends& pending) {
+  if (pending.messages.empty())
+    return;
+  self->request(self->state.hub, caf::infinite, route_atom::value,
+                std::to_string(self->state.user), std::move(pending.messages))
+      .then(
+          [self, refs = std::move(pending.refs)](const routed_batch& answers) {
+            for (std::size_t i = 0; i < answers.size() && i < refs.size(); ++i)
+              enqueue(self, protocol::ack(refs[i].ref, refs[i].has_ref, answers[i].id,
+                                          answers[i].online));
+          },
+          log_failure("route"));
 }
 
 void query_presence(connection_ptr self, user_list users) {
@@ -234,14 +255,14 @@ void watch_users(connection_ptr self, inbound& in) {
           log_failure("watch"));
 }
 
-void serve(connection_ptr self, inbound& in) {
+void serve(connection_ptr self, inbound& in, sends& pending) {
   auto& st = self->state;
   switch (in.type) {
   case inbound::kind::invalid:
     return enqueue(self,
                    protocol::error(in.error_code, in.error_message, in.ref, in.has_ref));
   case inbound::kind::send:
-    return send_message(self, in);
+    return add_send(pending, in);
   case inbound::kind::presence:
     return query_presence(self, std::move(in.user_ids));
   case inbound::kind::watch:
@@ -254,22 +275,25 @@ void serve(connection_ptr self, inbound& in) {
   }
 }
 
-void on_frame(connection_ptr self, inbound& in) {
+void on_frame(connection_ptr self, inbound& in, sends& pending) {
   auto& st = self->state;
   auto now = self->clock().now();
   st.last_activity = now;
   stats::bump(st.st->messages_received);
   if (!take_token(self, now))
     return rate_limited(self, in, now);
-  serve(self, in);
+  serve(self, in, pending);
 }
 
 // A close (a flood, a slow consumer) ends the turn: what the client sent
-// after it is not served, as it would not be from the mailbox.
+// after it is not served, as it would not be from the mailbox. The messages
+// accepted before it are still routed.
 void on_frames(connection_ptr self, inbound_batch& requests) {
+  sends pending;
   for (auto& in : requests)
     if (!self->state.done)
-      on_frame(self, in);
+      on_frame(self, in, pending);
+  route_sends(self, pending);
 }
 
 // -- states -------------------------------------------------------------------

@@ -6,6 +6,7 @@
 #include "src/protocol.hpp"
 
 #include <algorithm>
+#include <memory>
 #include <unordered_map>
 
 #include <fmt/format.h>
@@ -144,52 +145,95 @@ std::size_t deliver_locally(hub_ptr self, user_id to, const payload& frame) {
   return i->second.size();
 }
 
+// The answers to one batch of routes, delivered together once the last is
+// known: at once when this node knows every recipient, else when presence or
+// the cluster has answered.
+class batch_answers {
+public:
+  batch_answers(caf::typed_response_promise<routed_batch> promise, std::size_t size)
+      : promise_(std::move(promise)), answers_(size), missing_(size) {}
+
+  caf::typed_response_promise<routed_batch>& promise() { return promise_; }
+
+  void answer(std::size_t i, std::string id, bool online) {
+    answers_[i] = routed{std::move(id), online};
+    if (--missing_ == 0)
+      promise_.deliver(std::move(answers_));
+  }
+
+private:
+  caf::typed_response_promise<routed_batch> promise_;
+  routed_batch answers_;
+  std::size_t missing_;
+};
+
+// Where the answer for one message of a batch goes.
+struct answer_slot {
+  std::shared_ptr<batch_answers> batch;
+  std::size_t index;
+  std::string id;
+
+  void operator()(bool online) { batch->answer(index, std::move(id), online); }
+};
+
 // Presence also counts the grace period, which this hub no longer sees.
-caf::result<std::string, bool> ask_presence(hub_ptr self, std::string id, user_id to) {
-  auto rp = self->make_response_promise<std::string, bool>();
+void ask_presence(hub_ptr self, user_id to, answer_slot slot) {
   self->request(self->state.presence, caf::infinite, online_atom::value, to)
-      .then([rp, id](bool online) mutable { rp.deliver(id, online); },
-            [rp, id](caf::error& err) mutable {
+      .then([slot](bool online) mutable { slot(online); },
+            [slot](caf::error& err) mutable {
               CAF_LOG_WARNING("presence did not answer" << CAF_ARG(err));
-              rp.deliver(id, false);
+              slot(false);
             });
-  return rp;
 }
 
 // The cluster answers whether the user is online on another node (or in
 // P`online`, which has the grace period); false when Redis is down.
-caf::result<std::string, bool> publish(hub_ptr self, std::string id, user_id to,
-                                       payload frame, bool online_here) {
+void publish(hub_ptr self, user_id to, payload frame, bool online_here,
+             answer_slot slot) {
   auto pending = self->request(self->state.cluster, caf::infinite, publish_atom::value,
                                to, std::move(frame));
   if (online_here) {
+    slot(true);
     pending.then([](bool) {},
                  [](caf::error& err) {
                    CAF_LOG_WARNING("cluster did not answer" << CAF_ARG(err));
                  });
-    return {std::move(id), true};
+    return;
   }
-  auto rp = self->make_response_promise<std::string, bool>();
-  pending.then([rp, id](bool online) mutable { rp.deliver(id, online); },
-               [rp, id](caf::error& err) mutable {
+  pending.then([slot](bool online) mutable { slot(online); },
+               [slot](caf::error& err) mutable {
                  CAF_LOG_WARNING("cluster did not answer" << CAF_ARG(err));
-                 rp.deliver(id, false);
+                 slot(false);
                });
-  return rp;
 }
 
-caf::result<std::string, bool> route(hub_ptr self, user_id to, const std::string& from,
-                                     const std::string& data) {
+void route_one(hub_ptr self, const std::string& from, const outgoing& message,
+               answer_slot slot) {
   auto& st = self->state;
-  auto id = fmt::format("{}-m{}", st.cfg.node_id, ++st.last_message);
-  auto local = st.by_user.count(to) > 0;
+  auto local = st.by_user.count(message.to) > 0;
   if (!local && !st.cluster)
-    return ask_presence(self, std::move(id), to);
-  auto frame = make_payload(protocol::message(id, from, data, protocol::now_ms()));
-  deliver_locally(self, to, frame);
+    return ask_presence(self, message.to, std::move(slot));
+  auto frame =
+      make_payload(protocol::message(slot.id, from, message.data, protocol::now_ms()));
+  deliver_locally(self, message.to, frame);
   if (!st.cluster)
-    return {std::move(id), true};
-  return publish(self, std::move(id), to, std::move(frame), local);
+    return slot(true);
+  publish(self, message.to, std::move(frame), local, std::move(slot));
+}
+
+// A connection routes what it read at once in one request: one message to
+// and from the hub however many the client sent.
+caf::result<routed_batch> route(hub_ptr self, const std::string& from,
+                                const outgoing_batch& messages) {
+  if (messages.empty())
+    return routed_batch{};
+  auto answers = std::make_shared<batch_answers>(
+      self->make_response_promise<routed_batch>(), messages.size());
+  for (std::size_t i = 0; i < messages.size(); ++i) {
+    auto id = fmt::format("{}-m{}", self->state.cfg.node_id, ++self->state.last_message);
+    route_one(self, from, messages[i], answer_slot{answers, i, std::move(id)});
+  }
+  return answers->promise();
 }
 
 // A message another node routed: only this node's connections, never back
@@ -232,8 +276,8 @@ hub_actor::behavior_type hub(hub_ptr self, hub_settings cfg, presence_actor pres
       [self](register_atom, user_id user, const connection_actor& conn) {
         return admit(self, user, conn);
       },
-      [self](route_atom, user_id to, const std::string& from, const std::string& data) {
-        return route(self, to, from, data);
+      [self](route_atom, const std::string& from, const outgoing_batch& messages) {
+        return route(self, from, messages);
       },
       [self](ping_atom) {
         broadcast(self, ping_atom::value);

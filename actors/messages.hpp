@@ -109,10 +109,9 @@ using hub_actor = caf::typed_actor<
     // admit a connection; on `admitted` also its connection id
     caf::replies_to<register_atom, user_id, connection_actor>::with<admission,
                                                                     std::string>,
-    // deliver `data` (raw JSON) from `from` ("42" or "server") to every connection
-    // of the recipient; answers the message id and whether the recipient is online
-    caf::replies_to<route_atom, user_id, std::string, std::string>::with<std::string,
-                                                                         bool>,
+    // deliver each message from `from` ("42" or "server") to every connection
+    // of its recipient, in order; answers each in the same order, all at once
+    caf::replies_to<route_atom, std::string, outgoing_batch>::with<routed_batch>,
     // timers the hub sends itself
     caf::reacts_to<ping_atom>, caf::reacts_to<sweep_atom>,
     // close every connection with 1001; answers once all are gone

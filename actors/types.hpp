@@ -55,6 +55,21 @@ struct inbound {
 // The requests of one read from the socket, in the order the client sent them.
 using inbound_batch = std::vector<inbound>;
 
+// A message for the hub to route: to whom, and its `data` as raw JSON text.
+struct outgoing {
+  user_id to = 0;
+  std::string data;
+};
+using outgoing_batch = std::vector<outgoing>;
+
+// The hub's answer for one routed message: its id, and whether the
+// recipient is online (here, on another node, or within its grace period).
+struct routed {
+  std::string id;
+  bool online = false;
+};
+using routed_batch = std::vector<routed>;
+
 // WebSocket close codes of SPEC section 3.
 namespace close_code {
 constexpr std::uint16_t normal = 1000;
@@ -72,3 +87,5 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(hubnode::admission)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(hubnode::close_reason)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(hubnode::inbound)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(hubnode::inbound_batch)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(hubnode::outgoing_batch)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(hubnode::routed_batch)

@@ -101,12 +101,13 @@ void post_message(server_context& ctx, user_id to, const http_request& req,
   stats::bump(ctx.st.messages_received);
   ask(
       ctx.system, ctx.hub, actor_timeout,
-      [reply](const std::string& id, bool online) {
-        reply(json_response(http::status::accepted,
-                            json::object{{"id", id}, {"online", online}}));
+      [reply](const routed_batch& answers) {
+        reply(json_response(
+            http::status::accepted,
+            json::object{{"id", answers.at(0).id}, {"online", answers.at(0).online}}));
       },
-      [reply](const caf::error&) { reply(unavailable()); }, route_atom::value, to,
-      std::string{"server"}, json::serialize(object->at("data")));
+      [reply](const caf::error&) { reply(unavailable()); }, route_atom::value,
+      std::string{"server"}, outgoing_batch{{to, json::serialize(object->at("data"))}});
 }
 
 void get_presence(server_context& ctx, user_id user, responder reply) {

@@ -219,6 +219,14 @@ struct actor_fixture {
     return result;
   }
 
+  // Routes `messages` from `from` through `hub`: its answers, in order.
+  routed_batch route_all(const hub_actor& hub, std::string from,
+                         outgoing_batch messages) {
+    auto reply = request<routed_batch>(hub, route_atom::value, from, messages);
+    REQUIRE(reply->has_value());
+    return std::get<0>(**reply);
+  }
+
   connection_actor spawn_probe(std::shared_ptr<probe_log> log, bool stubborn = false) {
     auto result = sys.spawn(probe, std::move(log), stubborn);
     run();

@@ -123,8 +123,7 @@ TEST_CASE_FIXTURE(connection_fixture,
 TEST_CASE_FIXTURE(connection_fixture,
                   "connection: a message routed before the upgrade follows the welcome") {
   auto c = connect(7);
-  request<std::string, bool>(hub, route_atom::value, user_id{7}, std::string{"server"},
-                             std::string{"1"});
+  route_all(hub, "server", outgoing_batch{{7, "1"}});
   CHECK(c.socket->writes.size() == 1); // the welcome only
   send(c.conn, upgraded_atom::value);
   CHECK(drain(c) == strings{"welcome", "message"});
@@ -240,6 +239,30 @@ TEST_CASE_FIXTURE(
     refs.push_back(parse(pong).at("ref").as_string().c_str());
   CHECK(refs == strings{"a", "b", "c"});
   CHECK(st.messages_received == 3);
+}
+
+TEST_CASE_FIXTURE(connection_fixture,
+                  "connection: the messages of one read are routed and acked in order") {
+  auto a = open(7);
+  auto b = open(8);
+  // 9 is nobody: its ack waits for presence, the one after it too.
+  send(a.conn, frame_atom::value,
+       inbound_batch{send_request(8, "1", "r1"), send_request(9, "2", "r2"),
+                     request_of(inbound::kind::ping, "p"), send_request(8, "3", "r3")});
+  auto frames = drain(a);
+  REQUIRE(frames == strings{"welcome", "pong", "ack", "ack", "ack"});
+  strings refs;
+  std::vector<bool> online;
+  for (std::size_t i = 2; i < 5; ++i) {
+    auto ack = parse(a.socket->frames()[i]);
+    refs.push_back(ack.at("ref").as_string().c_str());
+    online.push_back(ack.at("online").as_bool());
+  }
+  CHECK(refs == strings{"r1", "r2", "r3"});
+  CHECK(online == std::vector<bool>{true, false, true});
+  CHECK(drain(b) == strings{"welcome", "message", "message"});
+  CHECK(parse(b.socket->frames()[1]).at("data") == 1);
+  CHECK(parse(b.socket->frames()[2]).at("data") == 3);
 }
 
 TEST_CASE_FIXTURE(connection_fixture,

@@ -42,10 +42,9 @@ struct hub_fixture : actor_fixture {
   }
 
   std::tuple<std::string, bool> route(user_id to, std::string data) {
-    auto reply = request<std::string, bool>(hub, route_atom::value, to, std::string{"42"},
-                                            std::move(data));
-    REQUIRE(reply->has_value());
-    return **reply;
+    auto answers = route_all(hub, "42", outgoing_batch{{to, std::move(data)}});
+    REQUIRE(answers.size() == 1);
+    return {answers[0].id, answers[0].online};
   }
 
   std::tuple<bool, std::uint64_t> presence_count(user_id user) {
@@ -136,12 +135,29 @@ TEST_CASE_FIXTURE(hub_fixture,
 TEST_CASE_FIXTURE(hub_fixture, "hub: deliveries keep the order of the routes") {
   auto [conn, log] = join(7);
   for (int i = 0; i < 5; ++i)
-    caf::anon_send(hub, route_atom::value, user_id{7}, std::string{"42"},
-                   std::to_string(i));
+    caf::anon_send(hub, route_atom::value, std::string{"42"},
+                   outgoing_batch{{user_id{7}, std::to_string(i)}});
   run();
   REQUIRE(log->delivered.size() == 5);
   for (int i = 0; i < 5; ++i)
     CHECK(parse(log->delivered[i]).at("data") == i);
+}
+
+TEST_CASE_FIXTURE(hub_fixture,
+                  "hub: a batch is routed in order and answered once the last is known") {
+  auto [conn, log] = join(7);
+  // The second recipient is not here: its answer waits for presence.
+  auto answers = route_all(hub, "42", outgoing_batch{{7, "1"}, {9, "2"}, {7, "3"}});
+  REQUIRE(answers.size() == 3);
+  CHECK(answers[0].id == "n1-m1");
+  CHECK(answers[0].online);
+  CHECK(answers[1].id == "n1-m2");
+  CHECK_FALSE(answers[1].online);
+  CHECK(answers[2].id == "n1-m3");
+  CHECK(answers[2].online);
+  REQUIRE(log->delivered.size() == 2);
+  CHECK(parse(log->delivered[0]).at("data") == 1);
+  CHECK(parse(log->delivered[1]).at("data") == 3);
 }
 
 TEST_CASE_FIXTURE(hub_fixture, "hub: route to an unknown user is answered offline") {
@@ -312,8 +328,8 @@ TEST_CASE_FIXTURE(hub_cluster_fixture,
 TEST_CASE_FIXTURE(hub_cluster_fixture, "hub: cluster publishes keep the route order") {
   auto [conn, conn_log] = join(7);
   for (int i = 0; i < 5; ++i)
-    caf::anon_send(hub, route_atom::value, user_id{i % 2 == 0 ? 7u : 9u},
-                   std::string{"42"}, std::to_string(i));
+    caf::anon_send(hub, route_atom::value, std::string{"42"},
+                   outgoing_batch{{user_id{i % 2 == 0 ? 7u : 9u}, std::to_string(i)}});
   run();
   REQUIRE(log->published.size() == 5);
   for (int i = 0; i < 5; ++i)
