@@ -1,7 +1,7 @@
 // The messages between hubnode's actors, as typed interfaces: every pair of
 // actors that talk has its vocabulary checked by the compiler.
 //
-//   session (src/) --upgraded/frame/activity/written/violation/closed--> connection
+//   session (src/) --upgraded/frame/activity/violation/closed--> connection
 //   connection --register/route--> hub --deliver/ping/sweep/shutdown--> connection
 //   hub --connected/disconnected/online--> presence --presence_changed--> connection
 //   http (src/) --route--> hub, --count--> presence
@@ -29,7 +29,6 @@ using shutdown_atom = caf::atom_constant<caf::atom("shutdown")>;
 using upgraded_atom = caf::atom_constant<caf::atom("upgraded")>;
 using frame_atom = caf::atom_constant<caf::atom("frame")>;
 using activity_atom = caf::atom_constant<caf::atom("activity")>;
-using written_atom = caf::atom_constant<caf::atom("written")>;
 using violation_atom = caf::atom_constant<caf::atom("violation")>;
 using closed_atom = caf::atom_constant<caf::atom("closed")>;
 using connected_atom = caf::atom_constant<caf::atom("connected")>;
@@ -91,8 +90,7 @@ using cluster_actor = caf::typed_actor<
 using connection_actor = caf::typed_actor<
     // from its session; `frame`: the requests of one read, in order
     caf::reacts_to<upgraded_atom>, caf::reacts_to<frame_atom, inbound_batch>,
-    caf::reacts_to<activity_atom>, caf::reacts_to<written_atom, std::uint64_t>,
-    caf::reacts_to<violation_atom, std::uint16_t>,
+    caf::reacts_to<activity_atom>, caf::reacts_to<violation_atom, std::uint16_t>,
     caf::reacts_to<closed_atom, close_reason>,
     // from the hub
     caf::reacts_to<deliver_atom, payload>, caf::reacts_to<ping_atom>,

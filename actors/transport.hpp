@@ -3,7 +3,7 @@
 //
 // Every call only posts work to the socket's own executor and returns at once.
 // The session reports back to the connection actor with messages
-// (upgraded, frame, activity, written, violation, closed).
+// (upgraded, frame, activity, violation, closed).
 #pragma once
 
 #include "actors/types.hpp"
@@ -22,8 +22,13 @@ public:
   // Answer the upgrade request with an HTTP error instead, then close.
   virtual void reject(admission why) = 0;
 
-  // Write these frames in order; answered with `written` and their byte count.
+  // Write these frames in order, after those handed over before. While a
+  // write is on the wire, what comes meanwhile waits and goes in the next.
   virtual void write(std::vector<payload> frames) = 0;
+
+  // Bytes of the frames handed to write() and not yet written to the socket:
+  // what a client that does not read makes the node hold. Any thread.
+  virtual std::uint64_t unsent_bytes() const = 0;
 
   // Send a WebSocket ping; a pong comes back as `activity`.
   virtual void ping() = 0;

@@ -12,7 +12,9 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/bind_handler.hpp>
 #include <boost/beast/websocket/detail/hybi13.hpp>
+#include <iterator>
 #include <sstream>
+#include <utility>
 
 #include "caf/send.hpp"
 
@@ -32,6 +34,13 @@ caf::timespan close_bound(const node_options& opt) {
 // One read buffer per I/O thread, not one per connection: a connection waits
 // for readability with no buffer and reads only when bytes are there.
 constexpr std::size_t read_buffer_size = 64 * 1024;
+
+std::uint64_t bytes_of(const std::vector<payload>& frames) {
+  std::uint64_t bytes = 0;
+  for (const auto& frame : frames)
+    bytes += frame->size();
+  return bytes;
+}
 
 char* read_buffer() {
   thread_local std::vector<char> buffer(read_buffer_size);
@@ -322,13 +331,24 @@ void websocket_session::on_client_close(std::uint16_t code) {
 
 // -- writing ------------------------------------------------------------------
 
+// Counted before the post: the actor's next look at unsent_bytes() already
+// includes them.
 void websocket_session::write(std::vector<payload> frames) {
+  unsent_ += bytes_of(frames);
   on_strand([frames = std::move(frames)](websocket_session& self) mutable {
-    if (self.phase_ != phase::open || !self.frames_.empty())
+    if (self.phase_ != phase::open)
       return;
-    self.frames_ = std::move(frames);
+    if (self.queued_.empty())
+      self.queued_ = std::move(frames);
+    else
+      self.queued_.insert(self.queued_.end(), std::make_move_iterator(frames.begin()),
+                          std::make_move_iterator(frames.end()));
     self.do_write();
   });
+}
+
+std::uint64_t websocket_session::unsent_bytes() const {
+  return unsent_.load(std::memory_order_relaxed);
 }
 
 // Starts the next write, if one is due and none is on the wire: pongs first,
@@ -343,7 +363,7 @@ void websocket_session::do_write() {
     ping_due_ = false;
     return write_control(wire::control, ws::encode_control(ws::opcode::ping));
   }
-  if (!frames_.empty())
+  if (!queued_.empty())
     return write_frames();
   if (phase_ == phase::closing)
     write_control(wire::close, ws::encode_close(close_code_));
@@ -351,6 +371,7 @@ void websocket_session::do_write() {
 
 void websocket_session::write_frames() {
   wire_ = wire::frames;
+  frames_ = std::exchange(queued_, {});
   net::async_write(
       socket_, frame_buffers(),
       beast::bind_front_handler(&websocket_session::on_write, shared_from_this()));
@@ -384,12 +405,9 @@ void websocket_session::on_write(beast::error_code ec, std::size_t) {
   if (ec)
     return fail(ec);
   if (done == wire::frames) {
-    std::uint64_t bytes = 0;
-    for (const auto& frame : frames_)
-      bytes += frame->size();
+    unsent_ -= bytes_of(frames_);
     frames_ = {};
     headers_ = {};
-    caf::anon_send(actor_, written_atom::value, bytes);
   }
   control_ = {};
   if (done == wire::close)

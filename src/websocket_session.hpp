@@ -17,9 +17,11 @@
 #include "src/open_sockets.hpp"
 #include "src/websocket_frame.hpp"
 
+#include <atomic>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/core/error.hpp>
+#include <cstdint>
 #include <memory>
 
 namespace hubnode {
@@ -42,6 +44,7 @@ public:
   void accept(payload welcome) override;
   void reject(admission why) override;
   void write(std::vector<payload> frames) override;
+  std::uint64_t unsent_bytes() const override;
   void ping() override;
   void close(std::uint16_t code) override;
   void force_close() override;
@@ -93,7 +96,9 @@ private:
   std::string partial_;                     // the bytes of an incomplete frame
   std::unique_ptr<http_request> request_;   // until accepted or rejected
   std::unique_ptr<http_response> response_; // the rejection, while written
-  std::vector<payload> frames_; // the actor's batch (or the welcome) on the wire
+  std::vector<payload> frames_; // the actor's frames (or the welcome) on the wire
+  std::vector<payload> queued_; // the actor's frames waiting for the wire
+  std::atomic<std::uint64_t> unsent_{0};  // bytes of frames_ and queued_
   std::vector<ws::frame_header> headers_; // their headers
   std::string control_;                   // the control frame (or the 101) on the wire
   std::string pong_;                      // the pong due, a whole frame

@@ -34,7 +34,7 @@ struct fake_transport : transport {
   std::vector<std::vector<payload>> writes;
   int pings = 0;
   std::vector<std::uint16_t> closes;
-  // Writes the test has reported back as written.
+  // Writes the test lets count as written to the socket.
   std::size_t acknowledged = 0;
 
   // The welcome goes out with the 101, so it counts as written at once.
@@ -47,6 +47,13 @@ struct fake_transport : transport {
   void write(std::vector<payload> frames) override {
     writes.push_back(std::move(frames));
   }
+  std::uint64_t unsent_bytes() const override {
+    std::uint64_t bytes = 0;
+    for (auto i = acknowledged; i < writes.size(); ++i)
+      for (auto& frame : writes[i])
+        bytes += frame->size();
+    return bytes;
+  }
   void ping() override { ++pings; }
   void close(std::uint16_t code) override { closes.push_back(code); }
 
@@ -55,13 +62,6 @@ struct fake_transport : transport {
     for (auto& batch : writes)
       result.insert(result.end(), batch.begin(), batch.end());
     return result;
-  }
-
-  std::uint64_t last_write_bytes() const {
-    std::uint64_t bytes = 0;
-    for (auto& frame : writes.back())
-      bytes += frame->size();
-    return bytes;
   }
 };
 
@@ -97,7 +97,6 @@ probe(connection_actor::pointer self, std::shared_ptr<probe_log> log, bool stubb
       [](upgraded_atom) {},
       [](frame_atom, const inbound_batch&) {},
       [](activity_atom) {},
-      [](written_atom, std::uint64_t) {},
       [](violation_atom, std::uint16_t) {},
       [](closed_atom, close_reason) {},
       [log](deliver_atom, const payload& frame) { log->delivered.push_back(frame); },
