@@ -91,7 +91,9 @@ bool authorized(server_context& ctx, const http_request& req) {
 void post_message(server_context& ctx, user_id to, const http_request& req,
                   responder reply) {
   json::error_code ec;
-  auto body = json::parse(req.body(), ec);
+  json::parse_options options;
+  options.max_depth = protocol::max_depth; // as over WebSocket
+  auto body = json::parse(req.body(), ec, {}, options);
   auto object = ec ? nullptr : body.if_object();
   if (object == nullptr || !object->contains("data")) {
     reply(error_response(http::status::bad_request, "bad_request",

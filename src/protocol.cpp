@@ -20,9 +20,6 @@ constexpr const char* bad_request = "bad_request";
 constexpr const char* unknown_type = "unknown_type";
 constexpr const char* invalid_recipient = "invalid_recipient";
 
-// Bounds both the parser's work and the recursion when the value is destroyed
-// or serialized, so a hostile `[[[[...` costs nothing.
-constexpr std::size_t max_depth = 64;
 // An unknown type is echoed back; a client must not be able to make the
 // server repeat an arbitrarily long string.
 constexpr std::size_t max_echoed_type = 64;

@@ -15,6 +15,10 @@ namespace hubnode::protocol {
 constexpr std::size_t max_user_ids = 100;
 // Longest accepted `ref`.
 constexpr std::size_t max_ref_length = 64;
+// Deepest JSON nesting accepted in a client frame or an API body, counting
+// the enclosing object: bounds both the parser's work and the recursion when
+// the value is destroyed or serialized, so a hostile `[[[[...` costs nothing.
+constexpr std::size_t max_depth = 64;
 
 // Parses one client text frame. Never throws: a frame that is not a valid
 // request comes back with kind::invalid and error_code/error_message set

@@ -323,6 +323,23 @@ async def api_post_data_null_and_scalar():
 
 
 @case
+async def api_post_data_nested_as_deep_as_over_websocket():
+    async with Node(f"--server.api-key={KEY}") as n:
+        c = await Client.connect(n, 8)
+        nested = "leaf"
+        for i in range(25):  # 50 levels deep inside the body
+            nested = {"k": [nested, i]}
+        r = await ahttp(n, "POST", "/api/users/8/messages", headers=AUTH,
+                        body={"data": nested})
+        eq(r.status, 202, f"50 levels: {r.body!r}")
+        eq((await c.expect("message"))["data"], nested, "data")
+        too_deep = b'{"data":' + b"[" * 64 + b"]" * 64 + b"}"
+        r = await ahttp(n, "POST", "/api/users/8/messages", headers=AUTH, body=too_deep)
+        assert_error(r, 400, "bad_request", "65 levels")
+        await c.close()
+
+
+@case
 async def api_post_offline_user():
     async with Node(f"--server.api-key={KEY}") as n:
         other = await Client.connect(n, 1)
