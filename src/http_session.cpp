@@ -5,6 +5,8 @@
 
 #include "src/websocket_session.hpp"
 
+#include <utility>
+
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/beast/websocket/rfc6455.hpp>
@@ -122,9 +124,12 @@ void http_session::fail(beast::error_code ec, const char* what) {
   do_close();
 }
 
+// The reference goes with the handler: kept here, it could be the last one
+// once the io thread has run the handler, and the session would end on this
+// thread inside open_sockets::close_all() (see closable).
 void http_session::force_close() {
   if (auto self = weak_from_this().lock())
-    net::post(stream_.get_executor(), [self] { self->do_close(); });
+    net::post(stream_.get_executor(), [self = std::move(self)] { self->do_close(); });
 }
 
 void http_session::do_close() {

@@ -19,7 +19,9 @@ class open_sockets;
 class closable {
 public:
   // Close the socket now; called from any thread, so it only posts. A
-  // session already being destroyed does nothing.
+  // session already being destroyed does nothing. It must not end the
+  // session on the calling thread: close_all() calls it holding the list's
+  // lock, which the session's destructor takes.
   virtual void force_close() = 0;
 
 protected:

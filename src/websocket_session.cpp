@@ -461,9 +461,10 @@ void websocket_session::on_close_sent() {
     do_read();
 }
 
+// The reference goes with the handler (see http_session::force_close).
 void websocket_session::force_close() {
   if (auto self = weak_from_this().lock())
-    net::post(socket_.get_executor(), [self] { self->drop(); });
+    net::post(socket_.get_executor(), [self = std::move(self)] { self->drop(); });
 }
 
 void websocket_session::fail(beast::error_code ec) {
