@@ -178,7 +178,11 @@ boost::json::object traffic::run() {
     ticker_.cancel();
   });
   const double window = meter.elapsed_seconds();
-  io_.wait_until([this] { return received_ >= sent_; }, from_now(opts_.drain));
+  // An ack is in flight as long as its message: in cluster mode it waits for
+  // Redis's answer on the sender's node while the message reaches the other
+  // node, and either may come first.
+  io_.wait_until([this] { return received_ >= sent_ && acks_ + error_frames_ >= sent_; },
+                 from_now(opts_.drain));
   auto results_json = io_.call([&] { return results(meter); });
   results_json["delivered_per_s"] = rounded(
       static_cast<double>(results_json["delivered_in_window"].as_uint64()) / window);
