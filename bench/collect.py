@@ -1,37 +1,134 @@
-"""Gathers the runs of bench/run.sh: DIR/results.json (every run by name)
-and the tables bench/plots.gp draws (DIR/latency.tsv, DIR/rss.tsv)."""
+"""Gathers the runs of bench/run.sh: DIR/results.json (every run by name),
+DIR/targets.json (issue 4's targets that this suite measures on its own,
+also printed) and the tables bench/plots.gp draws (DIR/latency.tsv,
+DIR/rss.tsv). With --half-rate FILE it prints half the delivered msgs/s of
+that closed-loop run instead: the rate at which the latency target is set."""
 
 import json
 import sys
 from pathlib import Path
 
+MAX_KIB_PER_IDLE_CONNECTION = 4
+MAX_P99_MS_AT_HALF_MAX = 5
 
-def main(out):
-    runs = {}
-    for path in sorted(out.glob("*.json")):
-        if path.name != "results.json":
-            runs[path.stem] = json.loads(path.read_text())
-    (out / "results.json").write_text(json.dumps(runs, indent=2, sort_keys=True) + "\n")
 
-    open_loop = sorted((r for r in runs.values()
-                        if r.get("scenario") == "pairs" and r.get("mode") == "open"),
-                       key=lambda r: r["offered_per_s"])
+def open_loop_runs(runs):
+    return sorted((r for r in runs.values()
+                   if r.get("scenario") == "pairs" and r.get("mode") == "open"),
+                  key=lambda r: r["offered_per_s"])
+
+
+def idle_runs(runs):
+    return sorted((r for r in runs.values()
+                   if r.get("scenario") == "idle" and "node_rss_kib_after" in r),
+                  key=lambda r: r["connect"]["connected"])
+
+
+def write_tables(out, runs):
     with open(out / "latency.tsv", "w") as f:
         f.write("# offered_per_s delivered_per_s p50_us p90_us p99_us p999_us\n")
-        for r in open_loop:
+        for r in open_loop_runs(runs):
             lat = r["latency_us"]
             f.write(f"{r['offered_per_s']} {r['delivered_per_s']} {lat['p50']} "
                     f"{lat['p90']} {lat['p99']} {lat['p999']}\n")
-
-    idle = sorted((r for r in runs.values()
-                   if r.get("scenario") == "idle" and "node_rss_kib_after" in r),
-                  key=lambda r: r["connect"]["connected"])
     with open(out / "rss.tsv", "w") as f:
         f.write("# connections node_rss_mib kib_per_connection\n")
-        for r in idle:
+        for r in idle_runs(runs):
             f.write(f"{r['connect']['connected']} {r['node_rss_kib_after'] / 1024:.1f} "
                     f"{r.get('node_rss_kib_per_connection', 0)}\n")
 
 
+def target(name, figure, holds=None):
+    return {"target": name, "figure": figure, "holds": holds}
+
+
+def memory_target(runs):
+    idle = idle_runs(runs)
+    if not idle:
+        return []
+    r = idle[-1]
+    kib = r["node_rss_kib_per_connection"]
+    return [target("memory", f"idle {r['connect']['connected']}: {kib} KiB of node RSS "
+                   f"per connection (at most {MAX_KIB_PER_IDLE_CONNECTION})",
+                   kib <= MAX_KIB_PER_IDLE_CONNECTION)]
+
+
+def throughput_target(runs):
+    r = runs.get("pairs-closed")
+    if not r:
+        return []
+    return [target("throughput", f"pairs closed loop: {r['delivered_per_s']:,.0f} msgs/s, "
+                   f"node {r['measured']['node_cpu_us_per_msg']} us per message (the maximum)")]
+
+
+def all_delivered(r):
+    return r["delivered"] == r["sent"] and r["unsent"] == 0 and r["losses"] == 0
+
+
+def latency_targets(runs):
+    found = []
+    r = runs.get("pairs-open-half-max")
+    if r:
+        p99_ms = r["latency_us"]["p99"] / 1000
+        found.append(target(
+            "latency", f"pairs open loop at {r['offered_per_s']:,.0f} msgs/s (half the "
+            f"closed-loop maximum): p99 {p99_ms:.2f} ms (under {MAX_P99_MS_AT_HALF_MAX})",
+            p99_ms < MAX_P99_MS_AT_HALF_MAX and all_delivered(r)))
+    # The open-loop maximum: the highest swept rate the node kept up with.
+    kept_up = [r for r in open_loop_runs(runs)
+               if r is not runs.get("pairs-open-half-max") and all_delivered(r)
+               and r["latency_us"]["p99"] / 1000 < MAX_P99_MS_AT_HALF_MAX]
+    if kept_up:
+        r = kept_up[-1]
+        found.append(target(
+            "latency", f"highest swept open-loop rate with p99 under "
+            f"{MAX_P99_MS_AT_HALF_MAX} ms: {r['offered_per_s']:,.0f} msgs/s "
+            f"(p99 {r['latency_us']['p99'] / 1000:.2f} ms)"))
+    return found
+
+
+def presence_targets(runs):
+    found = []
+    for name in ("churn", "storm", "cluster-churn", "cluster-storm"):
+        r = runs.get(name)
+        if not r:
+            continue
+        exact = (r["presence"]["not_online"] == 0 and r["given_up"] == 0 and
+                 r.get("all_welcomed", True))
+        found.append(target("presence", f"{name}: {r['flaps']} flaps, "
+                            f"{r['presence']['not_online']} users not online at the end",
+                            r["flaps"] == 0 and exact and r["errors"] == 0))
+    return found
+
+
+def targets(runs):
+    return (memory_target(runs) + throughput_target(runs) + latency_targets(runs) +
+            presence_targets(runs))
+
+
+def verdict(t):
+    return {True: "holds", False: "DOES NOT HOLD", None: ""}[t["holds"]]
+
+
+def main(out):
+    runs = {}
+    for path in sorted(out.glob("*.json")):
+        if path.name not in ("results.json", "targets.json"):
+            runs[path.stem] = json.loads(path.read_text())
+    (out / "results.json").write_text(json.dumps(runs, indent=2, sort_keys=True) + "\n")
+    write_tables(out, runs)
+    found = targets(runs)
+    (out / "targets.json").write_text(json.dumps(found, indent=2) + "\n")
+    for t in found:
+        print(f"{t['target']:<11} {t['figure']}  {verdict(t)}".rstrip())
+
+
+def half_rate(closed_run):
+    print(int(json.loads(closed_run.read_text())["delivered_per_s"] // 2))
+
+
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    if sys.argv[1] == "--half-rate":
+        half_rate(Path(sys.argv[2]))
+    else:
+        main(Path(sys.argv[1]))

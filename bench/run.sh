@@ -2,11 +2,13 @@
 # The standard benchmark suite on one machine (README "Benchmarks"): builds
 # what is missing, starts a redis-server and the nodes on free loopback
 # ports, runs every scenario of hubnode-bench, stops everything by PID, and
-# writes one JSON per run, results.json and PNG plots under bench/results/.
+# writes one JSON per run, results.json, targets.json (also printed: the
+# targets of issue 4 this suite measures by itself) and PNG plots under
+# bench/results/.
 #
 # Bounded to a few minutes by default; scale with these variables:
 #   BENCH_IDLE_NS="1000 5000 19000"   idle: connection counts (one fresh node each)
-#   BENCH_RATES="2000 5000 10000 20000 40000"  pairs open loop: offered msgs/s
+#   BENCH_RATES="2000 5000 10000 20000 40000 60000"  pairs open loop: offered msgs/s
 #   BENCH_CONNECTIONS=1000            pairs, echo, cluster: clients
 #   BENCH_DURATION=5                  seconds measured per traffic/churn run
 #   BENCH_CHURN_USERS=500  BENCH_STORM_CLIENTS=2000  BENCH_CLUSTER_NODES=3
@@ -16,7 +18,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 IDLE_NS=${BENCH_IDLE_NS:-"1000 5000 19000"}
-RATES=${BENCH_RATES:-"2000 5000 10000 20000 40000"}
+RATES=${BENCH_RATES:-"2000 5000 10000 20000 40000 60000"}
 CONNECTIONS=${BENCH_CONNECTIONS:-1000}
 DURATION=${BENCH_DURATION:-5}
 CHURN_USERS=${BENCH_CHURN_USERS:-500}
@@ -53,6 +55,12 @@ for rate in $RATES; do
   run "pairs-open-$rate" pairs --url="$url" --pid="$node_pid" \
     --connections="$CONNECTIONS" --duration="$DURATION" --rate="$rate"
 done
+# The latency target is set at half the closed-loop maximum.
+if [[ -f $OUT/pairs-closed.json ]]; then
+  half=$(/usr/bin/python3 bench/collect.py --half-rate "$OUT/pairs-closed.json")
+  run pairs-open-half-max pairs --url="$url" --pid="$node_pid" \
+    --connections="$CONNECTIONS" --duration="$DURATION" --rate="$half"
+fi
 run churn churn --url="$url" --pid="$node_pid" --connections="$CHURN_USERS" \
   --duration="$DURATION"
 run storm storm --url="$url" --pid="$node_pid" --connections="$STORM_CLIENTS"
@@ -77,4 +85,4 @@ stop_all
 
 /usr/bin/python3 bench/collect.py "$OUT"
 gnuplot -e "dir='$OUT'" bench/plots.gp
-say "results in $OUT (results.json, latency.png, rss.png)"
+say "results in $OUT (results.json, targets.json, latency.png, rss.png)"

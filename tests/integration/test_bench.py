@@ -10,12 +10,15 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (REPO, Node, RedisServer, case, check, cluster_node, eq, fail,  # noqa: E402
                      main, random_prefix, wait_ready)
 
 BENCH = os.environ.get("HUBNODE_BENCH") or str(REPO / "build" / "bench" / "hubnode-bench")
+COLLECT = REPO / "bench" / "collect.py"
 # closed loops send as fast as the node answers: far above the default rate limit
 FAST = ("--hub.rate-limit=1000000",)
 # a grace period no reconnect on a busy machine outlasts: zero flaps is then
@@ -164,6 +167,56 @@ def storm_standalone_without_flaps():
     with Node(*FAST, f"--presence.grace-period={LONG_GRACE}") as n:
         r = bench("storm", url(n), f"--pid={n.pid}", "--connections=20", "--jitter-ms=50")
     check_storm(r, "watcher")
+
+
+def collect(*args):
+    """Runs bench/collect.py as bench/run.sh does; returns its stdout lines."""
+    p = subprocess.run([sys.executable, str(COLLECT), *map(str, args)],
+                       capture_output=True, timeout=30)
+    eq(p.returncode, 0, f"collect.py exit status (stderr: {p.stderr[-500:]!r})")
+    return p.stdout.decode().splitlines()
+
+
+@case(timeout=180)
+def suite_summary_reports_each_target():
+    # The runs bench/run.sh makes, tiny and under its names; then its summary.
+    runs = {
+        "idle-20": ("idle", "--connections=20", "--hold=0.2"),
+        "pairs-closed": ("pairs", "--connections=20", "--duration=1", "--window=4"),
+        "pairs-open-200": ("pairs", "--connections=20", "--duration=1", "--rate=200"),
+        "churn": ("churn", "--connections=20", "--duration=1", "--hold-ms=20"),
+        "storm": ("storm", "--connections=20", "--jitter-ms=50"),
+    }
+    with Node(*FAST, f"--presence.grace-period={LONG_GRACE}") as n, \
+            tempfile.TemporaryDirectory() as d:
+        out = Path(d)
+        for name, (scenario, *args) in runs.items():
+            r = bench(scenario, url(n), f"--pid={n.pid}", *args)
+            (out / f"{name}.json").write_text(json.dumps(r))
+        half = collect("--half-rate", out / "pairs-closed.json")
+        closed = json.loads((out / "pairs-closed.json").read_text())
+        eq(half, [str(int(closed["delivered_per_s"] // 2))], "half the closed-loop maximum")
+        r = bench("pairs", url(n), f"--pid={n.pid}", "--connections=20", "--duration=1",
+                  f"--rate={half[0]}")
+        (out / "pairs-open-half-max.json").write_text(json.dumps(r))
+        printed = collect(out)
+        targets = json.loads((out / "targets.json").read_text())
+        results = json.loads((out / "results.json").read_text())
+        latency_rows = (out / "latency.tsv").read_text().splitlines()[1:]
+    eq(sorted(results), sorted([*runs, "pairs-open-half-max"]), "runs in results.json")
+    eq(len(latency_rows), 2, "open-loop rows in latency.tsv")
+    for t in targets:
+        eq(sorted(t), ["figure", "holds", "target"], "fields of a target")
+    by_target = {}
+    for t in targets:
+        by_target.setdefault(t["target"], []).append(t)
+    eq(sorted(by_target), ["latency", "memory", "presence", "throughput"], "targets reported")
+    check(isinstance(by_target["memory"][0]["holds"], bool), f"memory verdict: {targets}")
+    check(any("half the closed-loop maximum" in t["figure"] and isinstance(t["holds"], bool)
+              for t in by_target["latency"]), f"latency at half the maximum: {targets}")
+    eq([t["holds"] for t in by_target["presence"]], [True, True],
+       "presence holds in churn and storm")
+    eq(len(printed), len(targets), "one printed line per target")
 
 
 def two_nodes(rs, prefix, stack, grace=LONG_GRACE):
