@@ -13,6 +13,7 @@
 #include <functional>
 #include <limits>
 #include <optional>
+#include <set>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -77,6 +78,13 @@ struct mirror_state {
   bool resync_again = false;
   // A part of a resync failed: run again on the next heartbeat.
   bool resync_failed = false;
+  // Dead nodes this node took out of P`nodes` without finishing their reap:
+  // the next heartbeat registers them again, so that a reaper pass (of any
+  // survivor) claims them again instead of none ever looking at them.
+  std::set<std::string> unreaped{};
+  // Redis came back at this time: until every node had a node_ttl to beat
+  // again, a missing heartbeat key is the outage's, not a death.
+  std::optional<caf::actor_clock::time_point> redis_back{};
 };
 
 struct presence_state {
@@ -435,33 +443,55 @@ std::vector<std::string> other_nodes(presence_ptr self, const redis_reply& membe
 // the node's heartbeat is back (it restarted and clears its own entries).
 void reap_node(presence_ptr self, std::string node) {
   CAF_LOG_INFO("reaping a dead node" << CAF_ARG(node));
-  auto on_batch = [self, node](const user_list& users) {
+  auto failed = std::make_shared<bool>(false);
+  auto on_batch = [self, node, failed](const user_list& users) {
     auto& keys = mirror(self).keys;
     redis_pipeline pipeline;
     for (auto user : users)
       pipeline.push_back(
           presence_scripts::reap(keys, user, node, event_of(self, user, false), true));
     exchange(self, std::move(pipeline), "reap",
-             count_transitions(self, &stats::presence_offline));
+             count_transitions(self, &stats::presence_offline),
+             [failed] { *failed = true; });
   };
-  scan_users(self, "0", on_batch, [node](bool complete) {
-    if (!complete)
-      CAF_LOG_WARNING("dead node not fully reaped" << CAF_ARG(node));
+  scan_users(self, "0", on_batch, [self, node, failed](bool complete) {
+    auto done = [self, node, failed, complete] {
+      if (complete && !*failed)
+        return;
+      CAF_LOG_WARNING("dead node not fully reaped, registered again" << CAF_ARG(node));
+      mirror(self).unreaped.insert(node);
+    };
+    // The last batch's reaps are still in flight: a PING queued behind them
+    // answers after they did.
+    exchange(
+        self, {{"PING"}}, "reap", [done](const redis_replies&) { done(); },
+        [failed, done] {
+          *failed = true;
+          done();
+        });
   });
 }
 
 // Only the node whose SREM removed the dead node from P`nodes` reaps it, so
 // two survivors noticing the same death at once do not both walk the keys.
+// Without an answer the SREMs may have run: the nodes are registered again.
 void claim_dead_nodes(presence_ptr self, std::vector<std::string> dead) {
   redis_pipeline pipeline;
   for (auto& node : dead)
     pipeline.push_back({"SREM", mirror(self).keys.nodes, node});
-  exchange(self, std::move(pipeline), "claim",
-           [self, dead](const redis_replies& replies) {
-             for (std::size_t i = 0; i < dead.size(); ++i)
-               if (integer_at(replies, i) == 1)
-                 reap_node(self, dead[i]);
-           });
+  exchange(
+      self, std::move(pipeline), "claim",
+      [self, dead](const redis_replies& replies) {
+        for (std::size_t i = 0; i < dead.size(); ++i)
+          if (integer_at(replies, i) == 1)
+            reap_node(self, dead[i]);
+      },
+      [self, dead] { mirror(self).unreaped.insert(dead.begin(), dead.end()); });
+}
+
+bool reaper_waits(presence_ptr self) {
+  auto& back = mirror(self).redis_back;
+  return back && self->clock().now() < *back + self->state.cfg.node_ttl;
 }
 
 // A registered node whose heartbeat key has expired is dead.
@@ -482,6 +512,30 @@ void find_dead_nodes(presence_ptr self, std::vector<std::string> nodes) {
            });
 }
 
+// The heartbeat's replies: SET, SADD of this node, SADD of each node in
+// `unreaped`, SMEMBERS of P`nodes`.
+void on_beat(presence_ptr self, const redis_replies& replies,
+             const std::set<std::string>& unreaped) {
+  auto& m = mirror(self);
+  auto members = 2 + unreaped.size();
+  if (replies.size() != members + 1 ||
+      replies[members].type != redis_reply::kind::array) {
+    CAF_LOG_WARNING("unexpected heartbeat reply");
+    return;
+  }
+  for (auto& dead : unreaped)
+    m.unreaped.erase(dead);
+  // Missing from P`nodes` after having been there: a survivor took this
+  // node for dead and reaped it, or Redis lost its data.
+  if (integer_at(replies, 1) == 1 && m.registered) {
+    CAF_LOG_WARNING("this node was missing from Redis, writing it again");
+    resync(self);
+  }
+  m.registered = true;
+  if (!reaper_waits(self))
+    find_dead_nodes(self, other_nodes(self, replies[members]));
+}
+
 // This node is alive for node_ttl more; then the reaper looks at the others.
 void beat(presence_ptr self) {
   if (!mirroring(self))
@@ -492,23 +546,15 @@ void beat(presence_ptr self) {
       std::chrono::duration_cast<std::chrono::milliseconds>(self->state.cfg.node_ttl);
   redis_pipeline pipeline{{"SET", keys.node(node), "1", "PX",
                            std::to_string(std::max<std::int64_t>(1, ttl.count()))},
-                          {"SADD", keys.nodes, node},
-                          {"SMEMBERS", keys.nodes}};
-  exchange(self, std::move(pipeline), "heartbeat", [self](const redis_replies& replies) {
-    auto& m = mirror(self);
-    if (replies.size() != 3 || replies[2].type != redis_reply::kind::array) {
-      CAF_LOG_WARNING("unexpected heartbeat reply");
-      return;
-    }
-    // Missing from P`nodes` after having been there: a survivor took this
-    // node for dead and reaped it, or Redis lost its data.
-    if (integer_at(replies, 1) == 1 && m.registered) {
-      CAF_LOG_WARNING("this node was missing from Redis, writing it again");
-      resync(self);
-    }
-    m.registered = true;
-    find_dead_nodes(self, other_nodes(self, replies[2]));
-  });
+                          {"SADD", keys.nodes, node}};
+  auto unreaped = mirror(self).unreaped;
+  for (auto& dead : unreaped)
+    pipeline.push_back({"SADD", keys.nodes, dead});
+  pipeline.push_back({"SMEMBERS", keys.nodes});
+  exchange(self, std::move(pipeline), "heartbeat",
+           [self, unreaped](const redis_replies& replies) {
+             on_beat(self, replies, unreaped);
+           });
 }
 
 void on_heartbeat(presence_ptr self) {
@@ -535,6 +581,9 @@ void on_redis_state(presence_ptr self, bool up) {
   if (!m.redis_down)
     return;
   m.redis_down = false;
+  // Redis restored from disk has every heartbeat key expired; the other
+  // nodes beat again once they see it back.
+  m.redis_back = self->clock().now();
   beat(self);
   resync(self);
 }

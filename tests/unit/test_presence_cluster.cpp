@@ -92,6 +92,8 @@ struct redis_log {
   std::vector<redis_pipeline> pipelines;
   // Redis is down: every request fails.
   bool down = false;
+  // Redis runs this pipeline, but its answer is lost (a timeout).
+  std::function<bool(const redis_pipeline&)> answer_lost;
   // Answers by command name, in place of the default.
   std::map<std::string, answer_fn> answers;
 };
@@ -109,6 +111,8 @@ redis_actor::behavior_type fake_redis(redis_actor::pointer,
           replies.push_back(i != log->answers.end() ? i->second(cmd)
                                                     : default_answer(cmd));
         }
+        if (log->answer_lost && log->answer_lost(pipeline))
+          return caf::make_error(caf::sec::request_timeout);
         return replies;
       },
       [](listen_atom, const redis_listener&) {},
@@ -173,6 +177,33 @@ struct presence_cluster_fixture : actor_fixture {
 
   void answer(const std::string& name, answer_fn fn) {
     log->answers[name] = std::move(fn);
+  }
+
+  // P`nodes` as a set that SADD, SREM and SMEMBERS change and read, with
+  // `dead` among them and its heartbeat key missing.
+  void registry(std::set<std::string> nodes, std::string dead) {
+    auto set = std::make_shared<std::set<std::string>>(std::move(nodes));
+    answer("SADD", [set](const redis_command& cmd) {
+      return integer(set->insert(cmd.at(2)).second ? 1 : 0);
+    });
+    answer("SREM", [set](const redis_command& cmd) {
+      return integer(static_cast<std::int64_t>(set->erase(cmd.at(2))));
+    });
+    answer("SMEMBERS", [set](auto&) { return bulks({set->begin(), set->end()}); });
+    answer("EXISTS", [dead](const redis_command& cmd) {
+      return integer(cmd.at(1) == "hp:node:" + dead ? 0 : 1);
+    });
+  }
+
+  // The answer to the first pipeline holding `command` is lost.
+  void lose_first_answer_to(std::string command) {
+    auto lost = std::make_shared<bool>(false);
+    log->answer_lost = [lost, command](const redis_pipeline& pipeline) {
+      for (auto& cmd : pipeline)
+        if (cmd.at(0) == command && !*lost)
+          return *lost = true;
+      return false;
+    };
   }
 
   // Every command of every pipeline since the last clear, in order.
@@ -419,6 +450,57 @@ TEST_CASE_FIXTURE(
   CHECK(named("SREM").size() == 1);
   CHECK(named("SCAN").empty());
   CHECK(scripts(reap_lua).empty());
+}
+
+TEST_CASE_FIXTURE(presence_cluster_fixture,
+                  "presence cluster: a dead node whose reap failed is reaped again") {
+  started();
+  registry({"n1", "n2"}, "n2");
+  answer("SCAN", [](auto&) { return scan_reply("0", {"hp:presence:5"}); });
+  answer("EVALSCRIPT", [](auto&) { return integer(1); });
+  lose_first_answer_to("EVALSCRIPT");
+  advance(2s); // claimed (out of P`nodes`), and the reap's answer lost
+  CHECK(named("SREM") == std::vector<redis_command>{{"SREM", "hp:nodes", "n2"}});
+  CHECK(st.presence_offline == 0);
+  log->pipelines.clear();
+  advance(2s); // registered again, claimed again, reaped
+  CHECK(named("SADD") == std::vector<redis_command>{{"SADD", "hp:nodes", "n1"},
+                                                    {"SADD", "hp:nodes", "n2"}});
+  CHECK(named("SREM") == std::vector<redis_command>{{"SREM", "hp:nodes", "n2"}});
+  CHECK(scripts(reap_lua).size() == 1);
+  CHECK(st.presence_offline == 1);
+  log->pipelines.clear();
+  advance(2s); // done: not registered again
+  CHECK(named("SADD") == std::vector<redis_command>{{"SADD", "hp:nodes", "n1"}});
+  CHECK(named("SREM").empty());
+}
+
+TEST_CASE_FIXTURE(presence_cluster_fixture,
+                  "presence cluster: a claim whose answer was lost is claimed again") {
+  started();
+  registry({"n1", "n2"}, "n2");
+  answer("SCAN", [](auto&) { return scan_reply("0", {"hp:presence:5"}); });
+  answer("EVALSCRIPT", [](auto&) { return integer(1); });
+  lose_first_answer_to("SREM");
+  advance(2s); // the SREM ran, its answer did not come
+  CHECK(scripts(reap_lua).empty());
+  advance(2s);
+  CHECK(scripts(reap_lua).size() == 1);
+  CHECK(st.presence_offline == 1);
+}
+
+TEST_CASE_FIXTURE(presence_cluster_fixture,
+                  "presence cluster: back from an outage, the reaper waits a node ttl") {
+  started();
+  registry({"n1", "n2"}, "n2"); // n2's key expired while Redis was down
+  redis_state(false);
+  redis_state(true);
+  for (int i = 0; i < 4; ++i)
+    advance(2s); // heartbeats 2, 4, 6 and 8 s after Redis came back
+  CHECK(named("SET").size() == 5);
+  CHECK(named("EXISTS").empty());
+  advance(2s); // a node_ttl (10 s) with Redis up: n2 did not beat
+  CHECK(named("SREM") == std::vector<redis_command>{{"SREM", "hp:nodes", "n2"}});
 }
 
 TEST_CASE_FIXTURE(presence_cluster_fixture,
