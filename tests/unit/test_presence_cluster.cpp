@@ -195,6 +195,14 @@ struct presence_cluster_fixture : actor_fixture {
     });
   }
 
+  // Started; n2 is dead and had user 5, whose reap makes it go offline.
+  void started_with_dead_node() {
+    started();
+    registry({"n1", "n2"}, "n2");
+    answer("SCAN", [](auto&) { return scan_reply("0", {"hp:presence:5"}); });
+    answer("EVALSCRIPT", [](auto&) { return integer(1); });
+  }
+
   // The answer to the first pipeline holding `command` is lost.
   void lose_first_answer_to(std::string command) {
     auto lost = std::make_shared<bool>(false);
@@ -454,10 +462,7 @@ TEST_CASE_FIXTURE(
 
 TEST_CASE_FIXTURE(presence_cluster_fixture,
                   "presence cluster: a dead node whose reap failed is reaped again") {
-  started();
-  registry({"n1", "n2"}, "n2");
-  answer("SCAN", [](auto&) { return scan_reply("0", {"hp:presence:5"}); });
-  answer("EVALSCRIPT", [](auto&) { return integer(1); });
+  started_with_dead_node();
   lose_first_answer_to("EVALSCRIPT");
   advance(2s); // claimed (out of P`nodes`), and the reap's answer lost
   CHECK(named("SREM") == std::vector<redis_command>{{"SREM", "hp:nodes", "n2"}});
@@ -477,10 +482,7 @@ TEST_CASE_FIXTURE(presence_cluster_fixture,
 
 TEST_CASE_FIXTURE(presence_cluster_fixture,
                   "presence cluster: a claim whose answer was lost is claimed again") {
-  started();
-  registry({"n1", "n2"}, "n2");
-  answer("SCAN", [](auto&) { return scan_reply("0", {"hp:presence:5"}); });
-  answer("EVALSCRIPT", [](auto&) { return integer(1); });
+  started_with_dead_node();
   lose_first_answer_to("SREM");
   advance(2s); // the SREM ran, its answer did not come
   CHECK(scripts(reap_lua).empty());
