@@ -45,6 +45,8 @@ struct connection_state {
   // went out.
   std::optional<time_point> flood_since;
   time_point last_limited;
+  // When the token this connection was admitted with expires, if it does.
+  std::optional<time_point> expires_at;
   // Set by the one close of this connection; nothing counts or closes twice.
   bool done = false;
 
@@ -147,9 +149,21 @@ void sweep(connection_ptr self) {
   close(self, close_code::going_away, close_reason::stale);
 }
 
+// A token's expiry is waited for in steps of at most this: a delayed
+// message holds its receiver until it is due, so one for the token's whole
+// lifetime would keep the actor of every connection closed before then.
+constexpr caf::timespan expiry_step = std::chrono::minutes(1);
+
+void arm_expiry(connection_ptr self, caf::timespan left) {
+  self->delayed_send(handle_of(self), std::min(left, expiry_step), expire_atom::value);
+}
+
 // The token this connection was admitted with has expired (SPEC section 2,
 // `exp` honoured): the identity no longer holds.
 void expire(connection_ptr self) {
+  auto left = *self->state.expires_at - self->clock().now();
+  if (left > caf::timespan{0})
+    return arm_expiry(self, left);
   CAF_LOG_DEBUG("token expired" << CAF_ARG2("actor", self->id())
                                 << CAF_ARG2("user", self->state.user));
   close(self, close_code::policy, close_reason::policy);
@@ -404,10 +418,13 @@ connection(connection_ptr self, connection_settings_ptr cfg, hub_actor hub,
                         << CAF_ARG2("remote", s.remote));
   // Only a connection whose token expires has this timer; while admitting
   // the expiry waits in the mailbox like every other message.
-  if (lifetime && *lifetime > caf::timespan{0})
-    self->delayed_send(handle_of(self), *lifetime, expire_atom::value);
-  else if (lifetime)
-    self->send(handle_of(self), expire_atom::value);
+  if (lifetime) {
+    s.expires_at = s.last_activity + *lifetime;
+    if (*lifetime > caf::timespan{0})
+      arm_expiry(self, *lifetime);
+    else
+      self->send(handle_of(self), expire_atom::value);
+  }
   self->request(s.hub, caf::infinite, register_atom::value, user, handle_of(self))
       .then([self](admission verdict,
                    std::string& id) { on_admission(self, verdict, std::move(id)); },

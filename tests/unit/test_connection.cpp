@@ -485,6 +485,20 @@ TEST_CASE_FIXTURE(connection_fixture,
 }
 
 TEST_CASE_FIXTURE(connection_fixture,
+                  "connection: a closed connection's token timer does not hold it") {
+  auto socket = std::make_shared<fake_transport>();
+  auto conn = spawn_connection(sys, cfg, hub, presence, st, socket, 7, "192.0.2.1:1",
+                               caf::timespan{10h});
+  run();
+  send(conn, upgraded_atom::value);
+  auto weak = caf::actor_cast<caf::weak_actor_ptr>(conn);
+  send(conn, closed_atom::value, close_reason::client);
+  conn = nullptr;
+  advance(1min); // not the token's ten hours
+  CHECK(weak.lock() == nullptr);
+}
+
+TEST_CASE_FIXTURE(connection_fixture,
                   "connection: a token expired before the upgrade closes it at once") {
   auto socket = std::make_shared<fake_transport>();
   auto conn = spawn_connection(sys, cfg, hub, presence, st, socket, 7, "192.0.2.1:1",
