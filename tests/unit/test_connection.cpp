@@ -66,17 +66,18 @@ struct connection_fixture : actor_fixture {
     return result;
   }
 
-  client connect(user_id user) {
+  // With a `lifetime`, as with a token that expires after it.
+  client connect(user_id user, std::optional<caf::timespan> lifetime = std::nullopt) {
     auto socket = std::make_shared<fake_transport>();
-    auto conn =
-        spawn_connection(sys, cfg, hub, presence, st, socket, user, "192.0.2.1:1");
+    auto conn = spawn_connection(sys, cfg, hub, presence, st, socket, user, "192.0.2.1:1",
+                                 lifetime);
     run();
     return {socket, conn};
   }
 
   // Connected, upgraded, and its welcome written (with the upgrade).
-  client open(user_id user) {
-    auto c = connect(user);
+  client open(user_id user, std::optional<caf::timespan> lifetime = std::nullopt) {
+    auto c = connect(user, lifetime);
     REQUIRE(c.socket->accepts == 1);
     send(c.conn, upgraded_atom::value);
     REQUIRE(c.socket->writes.size() == 1);
@@ -465,12 +466,8 @@ TEST_CASE_FIXTURE(connection_fixture,
 
 TEST_CASE_FIXTURE(connection_fixture,
                   "connection: a token that expires while open closes it with 1008") {
-  auto socket = std::make_shared<fake_transport>();
-  auto conn = spawn_connection(sys, cfg, hub, presence, st, socket, 7, "192.0.2.1:1",
-                               caf::timespan{90s});
-  run();
-  send(conn, upgraded_atom::value);
-  client c{socket, conn};
+  auto c = open(7, caf::timespan{90s});
+  auto& socket = c.socket;
   drain(c);
   auto plain = open(8); // no token expiry: no timer
   advance(89s);
@@ -486,25 +483,18 @@ TEST_CASE_FIXTURE(connection_fixture,
 
 TEST_CASE_FIXTURE(connection_fixture,
                   "connection: a closed connection's token timer does not hold it") {
-  auto socket = std::make_shared<fake_transport>();
-  auto conn = spawn_connection(sys, cfg, hub, presence, st, socket, 7, "192.0.2.1:1",
-                               caf::timespan{10h});
-  run();
-  send(conn, upgraded_atom::value);
-  auto weak = caf::actor_cast<caf::weak_actor_ptr>(conn);
-  send(conn, closed_atom::value, close_reason::client);
-  conn = nullptr;
+  auto c = open(7, caf::timespan{10h});
+  auto weak = caf::actor_cast<caf::weak_actor_ptr>(c.conn);
+  send(c.conn, closed_atom::value, close_reason::client);
+  c.conn = nullptr;
   advance(1min); // not the token's ten hours
   CHECK(weak.lock() == nullptr);
 }
 
 TEST_CASE_FIXTURE(connection_fixture,
                   "connection: a token expired before the upgrade closes it at once") {
-  auto socket = std::make_shared<fake_transport>();
-  auto conn = spawn_connection(sys, cfg, hub, presence, st, socket, 7, "192.0.2.1:1",
-                               caf::timespan{-1s});
-  run();
-  CHECK(socket->closes == codes{close_code::policy});
+  auto c = connect(7, caf::timespan{-1s});
+  CHECK(c.socket->closes == codes{close_code::policy});
   CHECK(closed(st, close_reason::policy) == 1);
   CHECK(st.connections_active == 0);
 }
