@@ -150,9 +150,9 @@ void stop_actors(const node_actors& a) {
 }
 
 // Runs the node until a signal has ended it; 0, or 2 when it cannot listen.
-// Every socket is gone when it returns.
-int serve(caf::actor_system& system, const node_options& opt, io_pool& io) {
-  stats st;
+// Every socket is gone when it returns; the actors may still be finishing
+// what they had, which is why `st` outlives this.
+int serve(caf::actor_system& system, const node_options& opt, io_pool& io, stats& st) {
   auto admitting = std::make_shared<admissions>();
   auto actors = spawn_actors(system, opt, st, admitting);
   server_context ctx{
@@ -207,13 +207,15 @@ int main(int argc, char** argv) {
   }
   io_pool io{cfg.opt.io_threads};
   io_scheduler::install(cfg, io);
+  // Before the actor system, so that it ends after the system's last actor.
+  stats st;
   caf::actor_system system{cfg};
   // Under scheduler.policy 'io' the actor system starts the io threads and
   // stops them after its last actor; under CAF's own schedulers main does.
   bool main_runs_io = !io_scheduler::runs(system);
   if (main_runs_io)
     io.start(system);
-  auto code = serve(system, cfg.opt, io);
+  auto code = serve(system, cfg.opt, io, st);
   if (main_runs_io)
     io.stop();
   return code;
