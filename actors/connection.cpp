@@ -158,10 +158,13 @@ void arm_expiry(connection_ptr self, caf::timespan left) {
   self->delayed_send(handle_of(self), std::min(left, expiry_step), expire_atom::value);
 }
 
-// The token this connection was admitted with has expired (SPEC section 2,
-// `exp` honoured): the identity no longer holds.
+// One step of the wait for the token's expiry. At the expiry itself (SPEC
+// section 2, `exp` honoured) the identity no longer holds.
 void expire(connection_ptr self) {
-  auto left = *self->state.expires_at - self->clock().now();
+  auto& expires_at = self->state.expires_at;
+  if (!expires_at)
+    return;
+  auto left = *expires_at - self->clock().now();
   if (left > caf::timespan{0})
     return arm_expiry(self, left);
   CAF_LOG_DEBUG("token expired" << CAF_ARG2("actor", self->id())
