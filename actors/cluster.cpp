@@ -200,13 +200,14 @@ cluster_actor::behavior_type cluster(cluster_ptr self, redis_settings cfg, hub_a
   s.presence = std::move(presence);
   s.publishes.emplace(std::move(redis), publish_timeout(s.cfg), max_pipeline);
   s.st = st;
-  s.subscriber = make_subscriber(caf::actor_cast<caf::actor>(self));
+  // Subscribed from the start, so that pub/sub (and /readyz) is up only once
+  // P`presence` is: a watcher of a ready node hears every later transition.
+  s.subscriber = make_subscriber(caf::actor_cast<caf::actor>(self),
+                                 std::vector<std::string>{s.presence_channel});
   // The subscriber lives as long as its sink.
   self->attach_functor([sub = s.subscriber] {
     caf::anon_send_exit(sub, caf::exit_reason::user_shutdown);
   });
-  self->send(s.subscriber, subscribe_atom::value,
-             std::vector<std::string>{s.presence_channel});
   CAF_LOG_INFO("cluster mode" << CAF_ARG2("node", s.cfg.node_id)
                               << CAF_ARG2("prefix", s.cfg.key_prefix));
   return {
@@ -237,8 +238,9 @@ cluster_actor spawn_cluster(caf::actor_system& sys, redis_settings cfg, hub_acto
 
 cluster_actor spawn_cluster(caf::actor_system& sys, redis_settings cfg, hub_actor hub,
                             presence_actor presence, redis_actor redis, stats& st) {
-  auto make_subscriber = [&sys, cfg, &st](caf::actor sink) {
-    return spawn_subscriber(sys, cfg, st, std::move(sink));
+  auto make_subscriber = [&sys, cfg, &st](caf::actor sink,
+                                          std::vector<std::string> channels) {
+    return spawn_subscriber(sys, cfg, st, std::move(sink), std::move(channels));
   };
   return spawn_cluster(sys, std::move(cfg), std::move(hub), std::move(presence),
                        std::move(redis), st, std::move(make_subscriber));

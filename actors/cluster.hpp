@@ -13,14 +13,18 @@
 #include "actors/stats.hpp"
 
 #include <functional>
+#include <string>
+#include <vector>
 
 #include "caf/actor.hpp"
 #include "caf/actor_system.hpp"
 
 namespace hubnode {
 
-// Spawns the pub/sub connection whose messages go to `sink`.
-using subscriber_factory = std::function<subscriber_actor(caf::actor sink)>;
+// Spawns the pub/sub connection, subscribed to `channels`, whose messages go
+// to `sink`.
+using subscriber_factory =
+    std::function<subscriber_actor(caf::actor sink, std::vector<std::string> channels)>;
 
 // The node's cluster actor with its own subscriber (spawn_subscriber).
 cluster_actor spawn_cluster(caf::actor_system& sys, redis_settings cfg, hub_actor hub,

@@ -327,11 +327,13 @@ void sub_change(subscriber_ptr self, const std::vector<std::string>& channels, b
 }
 
 subscriber_impl::behavior_type subscriber(subscriber_ptr self, redis_settings cfg,
-                                          stats* st, caf::actor sink) {
+                                          stats* st, caf::actor sink,
+                                          std::vector<std::string> channels) {
   auto& s = self->state;
   s.cfg = std::move(cfg);
   s.st = st;
   s.sink = std::move(sink);
+  s.channels.insert(channels.begin(), channels.end());
   s.link.backoff = s.cfg.backoff_min;
   // Nobody else would end it: it lives as long as the actor it feeds.
   self->monitor(s.sink);
@@ -360,8 +362,9 @@ redis_actor spawn_redis(caf::actor_system& sys, redis_settings cfg, stats& st) {
 }
 
 subscriber_actor spawn_subscriber(caf::actor_system& sys, redis_settings cfg, stats& st,
-                                  caf::actor sink) {
-  return sys.spawn<caf::detached>(subscriber, std::move(cfg), &st, std::move(sink));
+                                  caf::actor sink, std::vector<std::string> channels) {
+  return sys.spawn<caf::detached>(subscriber, std::move(cfg), &st, std::move(sink),
+                                  std::move(channels));
 }
 
 } // namespace hubnode

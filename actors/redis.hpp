@@ -12,6 +12,8 @@
 #include "actors/stats.hpp"
 
 #include <cstdint>
+#include <string>
+#include <vector>
 
 #include "caf/actor.hpp"
 #include "caf/actor_system.hpp"
@@ -35,13 +37,14 @@ enum class redis_errc : std::uint8_t {
 // and on every transition. It keeps stats.redis_up and stats.redis_errors.
 redis_actor spawn_redis(caf::actor_system& sys, redis_settings cfg, stats& st);
 
-// The pub/sub connection. `sink` gets (remote, channel, message) for every
-// message on a channel it is subscribed to, and (redis_state, up) on every
-// up/down transition of this connection (the first outcome included); after
-// a reconnect it is subscribed to every channel again before it says up.
-// It ends with its sink.
+// The pub/sub connection, subscribed to `channels` from the start. `sink`
+// gets (remote, channel, message) for every message on a channel it is
+// subscribed to, and (redis_state, up) on every up/down transition of this
+// connection (the first outcome included); it says up only once Redis has
+// confirmed every channel, the first time as after a reconnect. It ends
+// with its sink.
 subscriber_actor spawn_subscriber(caf::actor_system& sys, redis_settings cfg, stats& st,
-                                  caf::actor sink);
+                                  caf::actor sink, std::vector<std::string> channels);
 
 } // namespace hubnode
 

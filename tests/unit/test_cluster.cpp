@@ -87,10 +87,11 @@ struct cluster_fixture : actor_fixture {
 
   cluster_actor spawn() {
     auto log_copy = log;
-    auto result =
-        spawn_cluster(sys, cfg, hub, presence, redis, st, [this, log_copy](caf::actor) {
-          return sys.spawn(fake_subscriber, log_copy);
-        });
+    auto result = spawn_cluster(sys, cfg, hub, presence, redis, st,
+                                [this, log_copy](caf::actor, strings channels) {
+                                  log_copy->subscribed.push_back(std::move(channels));
+                                  return sys.spawn(fake_subscriber, log_copy);
+                                });
     run();
     return result;
   }
@@ -276,11 +277,12 @@ TEST_CASE_FIXTURE(cluster_fixture, "cluster: redis state changes are only logged
 
 TEST_CASE_FIXTURE(cluster_fixture, "cluster: its subscriber ends with it") {
   caf::actor sub;
-  auto other = spawn_cluster(sys, cfg, hub, presence, redis, st, [&](caf::actor) {
-    auto result = sys.spawn(fake_subscriber, log);
-    sub = caf::actor_cast<caf::actor>(result);
-    return result;
-  });
+  auto other =
+      spawn_cluster(sys, cfg, hub, presence, redis, st, [&](caf::actor, strings) {
+        auto result = sys.spawn(fake_subscriber, log);
+        sub = caf::actor_cast<caf::actor>(result);
+        return result;
+      });
   run();
   REQUIRE(sub);
   auto gone = std::make_shared<bool>(false);

@@ -389,9 +389,10 @@ struct redis_fixture : redis_parts, real_system {
     return result;
   }
 
-  subscriber_actor start_subscriber(redis_settings cfg) {
-    auto result =
-        spawn_subscriber(sys, std::move(cfg), st, caf::actor_cast<caf::actor>(self));
+  subscriber_actor start_subscriber(redis_settings cfg,
+                                    std::vector<std::string> channels = {}) {
+    auto result = spawn_subscriber(
+        sys, std::move(cfg), st, caf::actor_cast<caf::actor>(self), std::move(channels));
     spawned.push_back(caf::actor_cast<caf::actor>(result));
     return result;
   }
@@ -593,12 +594,27 @@ TEST_CASE_FIXTURE(redis_fixture,
   CHECK(got.second == "new");
 }
 
+// What a node's /readyz stands on: a ready node hears its channels.
+TEST_CASE_FIXTURE(
+    redis_fixture,
+    "redis: the subscriber says up once its first channels are subscribed") {
+  auto conn = connected(server.endpoint());
+  start_subscriber(settings(), {"ch:a", "ch:b"});
+  expect_state(true);
+  CHECK(subscribers(conn, "ch:a") == 1);
+  CHECK(subscribers(conn, "ch:b") == 1);
+  run_one(conn, {"PUBLISH", "ch:b", "first"});
+  auto got = next_remote();
+  CHECK(got.first == "ch:b");
+  CHECK(got.second == "first");
+}
+
 TEST_CASE_FIXTURE(redis_fixture, "redis: the subscriber ends with its sink") {
   caf::actor sink = sys.spawn([](caf::event_based_actor*) -> caf::behavior {
     return {[](redis_state_atom, bool) {},
             [](remote_atom, const std::string&, const std::string&) {}};
   });
-  auto sub = spawn_subscriber(sys, settings(), st, sink);
+  auto sub = spawn_subscriber(sys, settings(), st, sink, {});
   spawned.push_back(caf::actor_cast<caf::actor>(sub));
   self->monitor(sub);
   caf::anon_send_exit(sink, caf::exit_reason::user_shutdown);
