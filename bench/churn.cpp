@@ -57,7 +57,7 @@ void churn::on_welcome(std::size_t slot) {
   if (cycling_ && u.cycles < opts_.cycles) {
     clients_.after(slot, milliseconds(opts_.hold_ms), [this, slot] {
       if (cycling_)
-        clients_.client(slot)->close();
+        clients_.close(slot);
     });
   }
 }

@@ -55,6 +55,12 @@ void fleet::connect(std::size_t slot, std::size_t url_index) {
                   paths_[url_index % paths_.size()] + std::to_string(user(slot)));
 }
 
+void fleet::close(std::size_t slot) {
+  uncount(slot);
+  if (auto& client = clients_[slot])
+    client->close();
+}
+
 void fleet::abort_all() {
   for (auto& client : clients_) {
     if (client)

@@ -45,6 +45,10 @@ public:
   void connect_queued(std::vector<std::pair<std::size_t, std::size_t>> slots);
   // Connects one slot now, outside the queue (a reconnect).
   void connect(std::size_t slot, std::size_t url_index);
+  // Starts the close handshake of the client in `slot`; from then on it no
+  // longer counts as welcomed, so a count never includes a client on its
+  // way out.
+  void close(std::size_t slot);
   // Drops every connection at once and cancels every slot's timer; no
   // on_end follows.
   void abort_all();

@@ -139,7 +139,8 @@ def check_churn(r, source):
     check_common(r, "churn")
     has(r, "users", "cycles", "cycles_per_s", "reconnect_us", "connected_at_end")
     check(r["cycles"] > 0, f"no reconnection cycle: {r}")
-    eq(r["connected_at_end"], 20, "users connected at the end")
+    eq(r["connected_at_end"], 20, f"users connected at the end (given up {r['given_up']}, "
+       f"failures {r.get('failure_reasons')})")
     eq(r["reconnect_us"]["count"], r["cycles"], "reconnect latency samples")
     check_presence(r, source)
 
