@@ -1,11 +1,11 @@
-#include "src/log.hpp"
+#include "src/base/log.hpp"
 #define CAF_LOG_COMPONENT "redis"
 
 #include "actors/cluster.hpp"
 
 #include "actors/redis.hpp"
 #include "actors/redis_batch.hpp"
-#include "src/user_id.hpp"
+#include "src/base/user_id.hpp"
 
 #include <boost/json.hpp>
 #include <optional>

@@ -10,7 +10,7 @@
 
 #include "actors/messages.hpp"
 #include "actors/settings.hpp"
-#include "actors/stats.hpp"
+#include "src/base/stats.hpp"
 
 #include <functional>
 #include <string>

@@ -1,9 +1,9 @@
-#include "src/log.hpp"
+#include "src/base/log.hpp"
 #define CAF_LOG_COMPONENT "conn"
 
 #include "actors/connection.hpp"
 
-#include "src/protocol.hpp"
+#include "src/wire/protocol.hpp"
 
 #include <algorithm>
 #include <optional>

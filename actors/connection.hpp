@@ -4,8 +4,8 @@
 
 #include "actors/messages.hpp"
 #include "actors/settings.hpp"
-#include "actors/stats.hpp"
 #include "actors/transport.hpp"
+#include "src/base/stats.hpp"
 
 #include <optional>
 

@@ -4,7 +4,7 @@
 
 #include "actors/messages.hpp"
 #include "actors/settings.hpp"
-#include "actors/stats.hpp"
+#include "src/base/stats.hpp"
 
 #include "caf/actor_system.hpp"
 

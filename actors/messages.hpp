@@ -10,8 +10,8 @@
 //                 subscriber --remote--> cluster
 #pragma once
 
-#include "actors/redis_types.hpp"
-#include "actors/types.hpp"
+#include "src/base/types.hpp"
+#include "src/redis/types.hpp"
 
 #include "caf/atom.hpp"
 #include "caf/replies_to.hpp"

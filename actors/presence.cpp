@@ -1,10 +1,10 @@
-#include "src/log.hpp"
+#include "src/base/log.hpp"
 #define CAF_LOG_COMPONENT "presence"
 
 #include "actors/presence.hpp"
 
-#include "actors/presence_scripts.hpp"
 #include "actors/redis_batch.hpp"
+#include "src/redis/presence_scripts.hpp"
 
 #include <algorithm>
 #include <charconv>

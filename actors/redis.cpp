@@ -1,9 +1,9 @@
-#include "src/log.hpp"
+#include "src/base/log.hpp"
 #define CAF_LOG_COMPONENT "redis"
 
 #include "actors/redis.hpp"
 
-#include "src/redis_client.hpp"
+#include "src/redis/client.hpp"
 
 #include <algorithm>
 #include <set>

@@ -9,7 +9,7 @@
 
 #include "actors/messages.hpp"
 #include "actors/settings.hpp"
-#include "actors/stats.hpp"
+#include "src/base/stats.hpp"
 
 #include <cstdint>
 #include <string>

@@ -9,7 +9,7 @@
 #pragma once
 
 #include "actors/messages.hpp"
-#include "actors/redis_types.hpp"
+#include "src/redis/types.hpp"
 
 #include <algorithm>
 #include <cstddef>

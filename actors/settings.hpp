@@ -2,8 +2,8 @@
 // at start so that actors never read global config.
 #pragma once
 
-#include "actors/redis_types.hpp"
-#include "actors/types.hpp"
+#include "src/base/types.hpp"
+#include "src/redis/types.hpp"
 
 #include <functional>
 
@@ -34,7 +34,7 @@ using connection_settings_ptr = std::shared_ptr<const connection_settings>;
 struct presence_settings {
   caf::timespan grace_period = std::chrono::milliseconds(100);
   std::size_t max_watched = 1000; // users one connection may watch
-  // Whether the node has handshakes it has not finished (src/admissions.hpp);
+  // Whether the node has handshakes it has not finished (src/net/admissions.hpp);
   // while it has, a grace period that runs out is held open, at most
   // max_hold longer. Empty: never.
   std::function<bool()> admitting{};

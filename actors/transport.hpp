@@ -6,7 +6,7 @@
 // (upgraded, frame, activity, violation, closed).
 #pragma once
 
-#include "actors/types.hpp"
+#include "src/base/types.hpp"
 
 namespace hubnode {
 

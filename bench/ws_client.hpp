@@ -5,7 +5,7 @@
 // traffic allocates nothing once the buffers have grown.
 #pragma once
 
-#include "src/websocket_frame.hpp"
+#include "src/wire/websocket_frame.hpp"
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>

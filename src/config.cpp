@@ -1,8 +1,8 @@
-#include "src/log.hpp"
+#include "src/base/log.hpp"
 
 #include "src/config.hpp"
 
-#include "src/redis_client.hpp"
+#include "src/redis/client.hpp"
 
 #include <algorithm>
 #include <fmt/format.h>
@@ -24,7 +24,7 @@ hubnode_config::hubnode_config() {
   set("logger.console", caf::atom("uncolored"));
   set("logger.console-verbosity", caf::atom("warning"));
   set("logger.file-verbosity", caf::atom("quiet"));
-  // Actors on the io threads (src/io_scheduler.hpp); 'stealing' or
+  // Actors on the io threads (src/net/io_scheduler.hpp); 'stealing' or
   // 'sharing' give CAF's own schedulers back.
   set("scheduler.policy", caf::atom("io"));
   add("server", opt.host, "host", "\"127.0.0.1\"", "listen address");

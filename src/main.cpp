@@ -10,12 +10,12 @@
 //
 // Under scheduler.policy 'io' (the default) the actors run on the io threads
 // too, so a message from a client is read, routed and written without
-// crossing threads (src/io_scheduler.hpp).
+// crossing threads (src/net/io_scheduler.hpp).
 //
 // Signals end the node: stop accepting, the hub closes every connection with
 // 1001, presence withdraws this node from Redis, the sockets drain, exit 0
 // within server.shutdown-timeout.
-#include "src/log.hpp"
+#include "src/base/log.hpp"
 #define CAF_LOG_COMPONENT "hub"
 
 #include "actors/cluster.hpp"
@@ -23,9 +23,9 @@
 #include "actors/presence.hpp"
 #include "actors/redis.hpp"
 #include "src/config.hpp"
-#include "src/io_pool.hpp"
-#include "src/io_scheduler.hpp"
-#include "src/listener.hpp"
+#include "src/net/io_pool.hpp"
+#include "src/net/io_scheduler.hpp"
+#include "src/net/listener.hpp"
 
 #include <boost/asio/signal_set.hpp>
 #include <cstdio>

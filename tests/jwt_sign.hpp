@@ -1,5 +1,5 @@
 // Builds HS256 tokens for the tests and the fuzz target: the encoder side of
-// what src/jwt.cpp verifies, kept apart from it so a bug cannot hide in both.
+// what src/wire/jwt.cpp verifies, kept apart from it so a bug cannot hide in both.
 #pragma once
 
 #include <cstdint>

@@ -16,8 +16,8 @@
 #define BOOST_DISABLE_ASSERTS
 #endif
 
-#include "src/http_target.hpp"
-#include "src/user_id.hpp"
+#include "src/wire/http_target.hpp"
+#include "src/base/user_id.hpp"
 
 #include <boost/asio/buffer.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -35,7 +35,7 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 namespace net = boost::asio;
 
-// As in src/http_session.cpp and the default of server.max-message-size.
+// As in src/net/http_session.cpp and the default of server.max-message-size.
 constexpr std::uint32_t header_limit = 16 * 1024;
 constexpr std::uint64_t body_limit = 65536;
 

@@ -6,9 +6,9 @@
 //   odd:  the rest is "<header JSON>\n<payload JSON>", which this harness
 //         encodes and signs with the right secret, so that the fuzzer also
 //         reaches the claim checks (sub, exp, nbf) behind the signature.
-#include "src/jwt.hpp"
+#include "src/wire/jwt.hpp"
 
-#include "src/user_id.hpp"
+#include "src/base/user_id.hpp"
 #include "tests/jwt_sign.hpp"
 
 #include <cstdint>

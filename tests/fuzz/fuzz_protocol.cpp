@@ -1,7 +1,7 @@
 // libFuzzer target: the client-frame decoder of SPEC section 3
 // (hubnode::protocol::parse_request) and the error frame built from its
 // result. Built and run by tests/fuzz/run.sh.
-#include "src/protocol.hpp"
+#include "src/wire/protocol.hpp"
 
 #include <algorithm>
 #include <boost/json.hpp>

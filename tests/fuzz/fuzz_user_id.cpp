@@ -1,7 +1,7 @@
 // libFuzzer target: the userId rule of SPEC section 2
 // (hubnode::parse_user_id), checked against std::from_chars and a
 // canonical-form round trip. Built and run by tests/fuzz/run.sh.
-#include "src/user_id.hpp"
+#include "src/base/user_id.hpp"
 
 #include <charconv>
 #include <cstdint>

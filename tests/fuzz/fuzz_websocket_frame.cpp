@@ -1,7 +1,7 @@
 // libFuzzer target: the client-frame decoder of RFC 6455
 // (hubnode::ws::frame_decoder), fed the input in two reads split where the
 // first byte says, as the session feeds it. Built and run by tests/fuzz/run.sh.
-#include "src/websocket_frame.hpp"
+#include "src/wire/websocket_frame.hpp"
 
 #include <boost/beast/websocket/detail/utf8_checker.hpp>
 #include <cstdint>

@@ -6,8 +6,7 @@
 #   tests/fuzz/run.sh CLANG SOURCE_ROOT WORK_DIR [TARGET...]
 #   FUZZ_RUNS=1000000 tests/fuzz/run.sh clang++-14 . build/tests/fuzz fuzz_protocol
 #
-# A target is rebuilt only when its harness, a file in src/ or actors/types.hpp
-# changed. fuzz_jwt is skipped while src/jwt.cpp does not exist. Needs Debian's
+# A target is rebuilt only when its harness or a file in src/ changed. Needs Debian's
 # clang-14 and libclang-rt-14-dev (the libFuzzer and sanitizer runtimes).
 # A crash fails the test; the input is left as WORK_DIR/crash-<target>-*: add
 # it to tests/fuzz/corpus/<target>/ as a regression seed once fixed.
@@ -26,11 +25,11 @@ targets=${*:-fuzz_protocol fuzz_user_id fuzz_jwt fuzz_http fuzz_websocket_frame}
 
 sources_of() {
   case $1 in
-  fuzz_protocol) echo src/protocol.cpp src/user_id.cpp ;;
-  fuzz_user_id) echo src/user_id.cpp ;;
-  fuzz_jwt) echo src/jwt.cpp src/user_id.cpp ;;
-  fuzz_http) echo src/http_target.cpp src/user_id.cpp ;;
-  fuzz_websocket_frame) echo src/websocket_frame.cpp ;;
+  fuzz_protocol) echo src/wire/protocol.cpp src/base/user_id.cpp ;;
+  fuzz_user_id) echo src/base/user_id.cpp ;;
+  fuzz_jwt) echo src/wire/jwt.cpp src/base/user_id.cpp ;;
+  fuzz_http) echo src/wire/http_target.cpp src/base/user_id.cpp ;;
+  fuzz_websocket_frame) echo src/wire/websocket_frame.cpp ;;
   *) echo "unknown fuzz target $1" >&2; exit 2 ;;
   esac
 }
@@ -49,7 +48,7 @@ stale() { # target binary, sources...
   bin=$1
   shift
   [ -x "$bin" ] || return 0
-  [ -n "$(find "$@" "$root/src" "$root/actors/types.hpp" "$root/tests/fuzz/run.sh" \
+  [ -n "$(find "$@" "$root/src" "$root/tests/fuzz/run.sh" \
     -newer "$bin" -type f 2>/dev/null | head -n 1)" ]
 }
 
@@ -73,10 +72,6 @@ build() { # target; leaves $work/$t.failed when the compile fails
 
 enabled=""
 for t in $targets; do
-  if [ "$t" = fuzz_jwt ] && [ ! -f "$root/src/jwt.cpp" ]; then
-    echo "fuzz: skipping fuzz_jwt (src/jwt.cpp does not exist yet)"
-    continue
-  fi
   enabled="$enabled $t"
 done
 

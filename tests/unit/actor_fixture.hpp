@@ -3,11 +3,11 @@
 // the test moves it. No sleeps, no real timers.
 #pragma once
 
-#include "src/log.hpp"
+#include "src/base/log.hpp"
 
 #include "actors/messages.hpp"
 #include "actors/settings.hpp"
-#include "actors/stats.hpp"
+#include "src/base/stats.hpp"
 #include "actors/transport.hpp"
 
 #include <boost/json.hpp>

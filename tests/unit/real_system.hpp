@@ -3,7 +3,7 @@
 // bounded poll for what those actors do in the background.
 #pragma once
 
-#include "src/log.hpp"
+#include "src/base/log.hpp"
 
 #include <chrono>
 #include <thread>

@@ -1,4 +1,4 @@
-#include "src/log.hpp"
+#include "src/base/log.hpp"
 
 #include "actors/connection.hpp"
 #include "actors/hub.hpp"

@@ -1,10 +1,10 @@
 // The io scheduler on real threads: actors run on the io pool, messages
 // between them stay on it, CAF's clock still fires, and the system ends with
 // its last actor.
-#include "src/log.hpp"
+#include "src/base/log.hpp"
 
-#include "src/io_pool.hpp"
-#include "src/io_scheduler.hpp"
+#include "src/net/io_pool.hpp"
+#include "src/net/io_scheduler.hpp"
 
 #include <boost/asio/post.hpp>
 #include <doctest/doctest.h>

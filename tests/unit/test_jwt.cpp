@@ -1,6 +1,6 @@
-#include "src/log.hpp"
+#include "src/base/log.hpp"
 
-#include "src/jwt.hpp"
+#include "src/wire/jwt.hpp"
 #include "tests/jwt_sign.hpp"
 
 #include <doctest/doctest.h>

@@ -1,10 +1,10 @@
-#include "src/log.hpp"
+#include "src/base/log.hpp"
 
 // The listener on real loopback sockets: it accepts on a thread of its own,
 // so connections leave the kernel's accept queue (which drops SYNs once
 // full) however long the io threads take to get to them.
 
-#include "src/listener.hpp"
+#include "src/net/listener.hpp"
 #include "tests/unit/real_system.hpp"
 
 #include <boost/asio/ip/tcp.hpp>

@@ -1,6 +1,6 @@
-#include "src/log.hpp"
+#include "src/base/log.hpp"
 
-#include "src/metrics.hpp"
+#include "src/wire/metrics.hpp"
 
 #include <doctest/doctest.h>
 #include <map>

@@ -1,4 +1,4 @@
-#include "src/log.hpp"
+#include "src/base/log.hpp"
 
 #include "actors/presence.hpp"
 #include "tests/unit/actor_fixture.hpp"

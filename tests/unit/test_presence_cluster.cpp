@@ -1,4 +1,4 @@
-#include "src/log.hpp"
+#include "src/base/log.hpp"
 
 // The presence actor in cluster mode: first against a fake redis actor that
 // records every pipeline and answers what the test scripted (CAF's test
@@ -6,9 +6,9 @@
 // a real redis-server.
 
 #include "actors/presence.hpp"
-#include "actors/presence_scripts.hpp"
+#include "src/redis/presence_scripts.hpp"
 #include "actors/redis.hpp"
-#include "src/redis_client.hpp"
+#include "src/redis/client.hpp"
 #include "tests/unit/actor_fixture.hpp"
 #include "tests/unit/real_system.hpp"
 #include "tests/unit/redis_server.hpp"

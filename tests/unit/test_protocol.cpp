@@ -1,6 +1,6 @@
-#include "src/log.hpp"
+#include "src/base/log.hpp"
 
-#include "src/protocol.hpp"
+#include "src/wire/protocol.hpp"
 
 #include <boost/json.hpp>
 #include <chrono>

@@ -1,11 +1,11 @@
-#include "src/log.hpp"
+#include "src/base/log.hpp"
 
 // The Redis clients and actors against a real redis-server (tests/unit/
 // redis_server.hpp). The actors are detached and need real threads, so these
 // tests run a real scheduler and wait for messages with bounded receives.
 
 #include "actors/redis.hpp"
-#include "src/redis_client.hpp"
+#include "src/redis/client.hpp"
 #include "tests/unit/real_system.hpp"
 #include "tests/unit/redis_server.hpp"
 

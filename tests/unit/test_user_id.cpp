@@ -1,6 +1,6 @@
-#include "src/log.hpp"
+#include "src/base/log.hpp"
 
-#include "src/user_id.hpp"
+#include "src/base/user_id.hpp"
 
 #include <doctest/doctest.h>
 

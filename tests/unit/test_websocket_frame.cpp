@@ -1,6 +1,6 @@
-#include "src/log.hpp"
+#include "src/base/log.hpp"
 
-#include "src/websocket_frame.hpp"
+#include "src/wire/websocket_frame.hpp"
 
 #include <doctest/doctest.h>
 

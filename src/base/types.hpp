@@ -1,0 +1,91 @@
+// Value types that travel in messages between hubnode's actors.
+#pragma once
+
+#include "src/base/log.hpp"
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "caf/allowed_unsafe_message_type.hpp"
+
+namespace hubnode {
+
+using user_id = std::uint64_t;
+using user_list = std::vector<user_id>;
+
+// A serialized server frame. Built once and shared by every recipient
+// connection, so a broadcast costs one serialization, not one per socket.
+using payload = std::shared_ptr<const std::string>;
+
+inline payload make_payload(std::string text) {
+  return std::make_shared<const std::string>(std::move(text));
+}
+
+// The hub's answer to a connection asking to be registered.
+enum class admission : std::uint8_t { admitted, over_capacity, too_many_connections };
+
+// Why a connection ended; the label of hubnode_connections_closed_total.
+enum class close_reason : std::uint8_t {
+  client,
+  stale,
+  slow_consumer,
+  policy,
+  shutdown,
+  error
+};
+
+const char* to_label(close_reason reason);
+
+// One text frame from a client, already parsed on the I/O thread.
+// `error_code` is set instead of a kind when the frame was not a valid request.
+struct inbound {
+  enum class kind : std::uint8_t { invalid, send, presence, watch, unwatch, ping };
+  kind type = kind::invalid;
+  std::string ref;
+  bool has_ref = false;
+  user_id to = 0;
+  std::string data; // raw JSON text of `data`, reused verbatim in the message
+  user_list user_ids;
+  std::string error_code;
+  std::string error_message;
+};
+
+// The requests of one read from the socket, in the order the client sent them.
+using inbound_batch = std::vector<inbound>;
+
+// A message for the hub to route: to whom, and its `data` as raw JSON text.
+struct outgoing {
+  user_id to = 0;
+  std::string data;
+};
+using outgoing_batch = std::vector<outgoing>;
+
+// The hub's answer for one routed message: its id, and whether the
+// recipient is online (here, on another node, or within its grace period).
+struct routed {
+  std::string id;
+  bool online = false;
+};
+using routed_batch = std::vector<routed>;
+
+// WebSocket close codes of SPEC section 3.
+namespace close_code {
+constexpr std::uint16_t normal = 1000;
+constexpr std::uint16_t going_away = 1001;
+constexpr std::uint16_t unsupported = 1003;
+constexpr std::uint16_t invalid_payload = 1007;
+constexpr std::uint16_t policy = 1008;
+constexpr std::uint16_t too_big = 1009;
+} // namespace close_code
+
+} // namespace hubnode
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(hubnode::payload)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(hubnode::admission)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(hubnode::close_reason)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(hubnode::inbound)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(hubnode::inbound_batch)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(hubnode::outgoing_batch)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(hubnode::routed_batch)

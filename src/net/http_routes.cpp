@@ -1,0 +1,293 @@
+#include "src/base/log.hpp"
+#define CAF_LOG_COMPONENT "http"
+
+#include "src/net/http_routes.hpp"
+
+#include "src/base/user_id.hpp"
+#include "src/net/ask.hpp"
+#include "src/wire/http_target.hpp"
+#include "src/wire/jwt.hpp"
+#include "src/wire/metrics.hpp"
+#include "src/wire/protocol.hpp"
+
+#include <boost/json.hpp>
+#include <chrono>
+#include <optional>
+
+namespace hubnode {
+
+namespace json = boost::json;
+
+namespace {
+
+// How long an HTTP handler waits for an actor before answering 503.
+constexpr auto actor_timeout = std::chrono::seconds(5);
+
+http_response make_response(http::status status, std::string body,
+                            std::string_view content_type) {
+  http_response res{status, 11};
+  res.set(http::field::content_type, content_type);
+  res.body() = std::move(body);
+  return res;
+}
+
+http_response json_response(http::status status, const json::value& body) {
+  return make_response(status, json::serialize(body), "application/json");
+}
+
+http_response method_not_allowed() {
+  return error_response(http::status::method_not_allowed, "method_not_allowed",
+                        "method not allowed for this path");
+}
+
+http_response not_found() {
+  return error_response(http::status::not_found, "not_found", "no such path");
+}
+
+http_response unavailable() {
+  return error_response(http::status::service_unavailable, "unavailable",
+                        "the node did not answer in time");
+}
+
+bool redis_up(server_context& ctx) {
+  return ctx.st.redis_up.load(std::memory_order_relaxed) > 0;
+}
+
+// 200 also while Redis is down: the node itself is alive.
+http_response healthz(server_context& ctx) {
+  auto cluster = cluster_mode(ctx.opt);
+  json::object body{{"status", "ok"},
+                    {"node", ctx.opt.node_id},
+                    {"presence", cluster ? "redis" : "memory"},
+                    {"redis", !cluster        ? "off"
+                              : redis_up(ctx) ? "up"
+                                              : "down"},
+                    {"connections", ctx.st.connections_active.load()}};
+  return json_response(http::status::ok, body);
+}
+
+http_response readyz(server_context& ctx) {
+  if (!ctx.accepting)
+    return error_response(http::status::service_unavailable, "not_ready",
+                          "the node is shutting down");
+  if (cluster_mode(ctx.opt) &&
+      !(redis_up(ctx) && ctx.st.pubsub_up.load(std::memory_order_relaxed) > 0))
+    return error_response(http::status::service_unavailable, "not_ready",
+                          "Redis is down");
+  return json_response(http::status::ok, json::object{{"status", "ready"}});
+}
+
+http_response metrics(server_context& ctx) {
+  return make_response(http::status::ok,
+                       render_metrics(ctx.st, ctx.system.registry().running()),
+                       "text/plain; version=0.0.4; charset=utf-8");
+}
+
+bool authorized(server_context& ctx, const http_request& req) {
+  auto header = req[http::field::authorization];
+  return header == "Bearer " + ctx.opt.api_key;
+}
+
+void post_message(server_context& ctx, user_id to, const http_request& req,
+                  responder reply) {
+  json::error_code ec;
+  json::parse_options options;
+  options.max_depth = protocol::max_depth; // as over WebSocket
+  auto body = json::parse(req.body(), ec, {}, options);
+  auto object = ec ? nullptr : body.if_object();
+  if (object == nullptr || !object->contains("data")) {
+    reply(error_response(http::status::bad_request, "bad_request",
+                         "body must be a JSON object with a \"data\" field"));
+    return;
+  }
+  stats::bump(ctx.st.messages_received);
+  ask(
+      ctx.system, ctx.hub, actor_timeout,
+      [reply](const routed_batch& answers) {
+        reply(json_response(
+            http::status::accepted,
+            json::object{{"id", answers.at(0).id}, {"online", answers.at(0).online}}));
+      },
+      [reply](const caf::error&) { reply(unavailable()); }, route_atom::value,
+      std::string{"server"}, outgoing_batch{{to, json::serialize(object->at("data"))}});
+}
+
+void get_presence(server_context& ctx, user_id user, responder reply) {
+  ask(
+      ctx.system, ctx.presence, actor_timeout,
+      [reply, user](bool online, std::uint64_t connections) {
+        reply(
+            json_response(http::status::ok, json::object{{"userId", std::to_string(user)},
+                                                         {"online", online},
+                                                         {"connections", connections}}));
+      },
+      [reply](const caf::error&) { reply(unavailable()); }, count_atom::value, user);
+}
+
+// /api/users/{id}/messages and /api/users/{id}/presence.
+void handle_api(server_context& ctx, const http_request& req, std::string_view path,
+                responder reply) {
+  constexpr std::string_view prefix = "/api/users/";
+  auto slash = path.find('/', prefix.size());
+  if (ctx.opt.api_key.empty() || path.substr(0, prefix.size()) != prefix ||
+      slash == std::string_view::npos) {
+    reply(not_found());
+    return;
+  }
+  auto action = path.substr(slash + 1);
+  auto method = action == "messages" ? http::verb::post : http::verb::get;
+  if (action != "messages" && action != "presence") {
+    reply(not_found());
+  } else if (!authorized(ctx, req)) {
+    reply(error_response(http::status::unauthorized, "unauthorized",
+                         "missing or wrong bearer key"));
+  } else if (req.method() != method) {
+    reply(method_not_allowed());
+  } else if (auto id = parse_user_id(path.substr(prefix.size(), slash - prefix.size()));
+             !id) {
+    reply(error_response(http::status::bad_request, "validation",
+                         "user id must be a valid number", "id"));
+  } else if (method == http::verb::post) {
+    post_message(ctx, *id, req, std::move(reply));
+  } else {
+    get_presence(ctx, *id, std::move(reply));
+  }
+}
+
+} // namespace
+
+http_response error_response(http::status status, std::string_view code,
+                             std::string_view message, std::string_view field) {
+  return make_response(status, protocol::http_error(code, message, field),
+                       "application/json");
+}
+
+http_response admission_response(admission why) {
+  if (why == admission::too_many_connections)
+    return error_response(http::status::too_many_requests, "too_many_connections",
+                          "too many connections for this user on this node");
+  return error_response(http::status::service_unavailable, "over_capacity",
+                        "this node is at its connection limit");
+}
+
+void handle_http(server_context& ctx, const http_request& req, responder reply) {
+  auto path = path_of(req.target());
+  auto is_get = req.method() == http::verb::get;
+  if (path.substr(0, 5) == "/api/") {
+    handle_api(ctx, req, path, std::move(reply));
+  } else if (path != "/healthz" && path != "/readyz" && path != "/metrics" &&
+             path != "/ws") {
+    reply(not_found());
+  } else if (!is_get) {
+    reply(method_not_allowed());
+  } else if (path == "/ws") {
+    reply(error_response(http::status::upgrade_required, "upgrade_required",
+                         "this endpoint needs a WebSocket upgrade"));
+  } else if (path == "/healthz") {
+    reply(healthz(ctx));
+  } else if (path == "/readyz") {
+    reply(readyz(ctx));
+  } else {
+    reply(metrics(ctx));
+  }
+}
+
+namespace {
+
+http_response refuse(server_context& ctx, rejection why, http::status status,
+                     std::string_view code, std::string_view message,
+                     std::string_view field = {}) {
+  ctx.st.rejected(why);
+  CAF_LOG_INFO("rejected handshake:" << CAF_ARG2("reason", to_label(why)));
+  return error_response(status, code, message, field);
+}
+
+// Beast would refuse these in its accept with a plain-text body; checked
+// here so that every error the node sends is JSON.
+std::optional<http_response> check_handshake(server_context& ctx,
+                                             const http_request& req) {
+  constexpr std::size_t key_length = 24; // base64 of the 16-byte nonce
+  auto key = req[http::field::sec_websocket_key];
+  if (req.find(http::field::host) == req.end() || key.empty() || key.size() > key_length)
+    return refuse(ctx, rejection::validation, http::status::bad_request, "bad_request",
+                  "malformed WebSocket handshake (Host or Sec-WebSocket-Key)");
+  if (req[http::field::sec_websocket_version] != "13") {
+    auto res = refuse(ctx, rejection::validation, http::status::upgrade_required,
+                      "upgrade_required", "Sec-WebSocket-Version must be 13");
+    res.set(http::field::sec_websocket_version, "13");
+    return res;
+  }
+  return std::nullopt;
+}
+
+bool iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() &&
+         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) ==
+                  std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
+// The JWT of an upgrade: `Authorization: Bearer T` wins over `token=T`.
+std::optional<std::string> token_of(const http_request& req) {
+  constexpr std::string_view scheme = "Bearer ";
+  auto header = req[http::field::authorization];
+  std::string_view value{header.data(), header.size()};
+  if (value.size() > scheme.size() && iequals(value.substr(0, scheme.size()), scheme))
+    return std::string{value.substr(scheme.size())};
+  if (auto query = query_param(req.target(), "token"); query && !query->empty())
+    return query;
+  return std::nullopt;
+}
+
+// jwt mode (SPEC section 2). The token is never logged, and the answer does
+// not tell a forger which check failed.
+std::variant<user_id, http_response> check_token(server_context& ctx,
+                                                 const http_request& req,
+                                                 std::optional<std::int64_t>* expires) {
+  auto token = token_of(req);
+  if (!token)
+    return refuse(ctx, rejection::unauthorized, http::status::unauthorized,
+                  "unauthorized", "a bearer token is required");
+  auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                 std::chrono::system_clock::now().time_since_epoch())
+                 .count();
+  auto identity = verify_jwt(*token, ctx.opt.jwt_secret, now);
+  if (!identity)
+    return refuse(ctx, rejection::unauthorized, http::status::unauthorized,
+                  "unauthorized", "invalid or expired token");
+  if (expires)
+    *expires = identity->expires;
+  return identity->user;
+}
+
+} // namespace
+
+std::variant<user_id, http_response> check_upgrade(server_context& ctx,
+                                                   const http_request& req,
+                                                   std::optional<std::int64_t>* expires) {
+  auto& origins = ctx.opt.allowed_origins;
+  if (auto origin = req.find(http::field::origin);
+      origin != req.end() && !origins.empty() &&
+      std::find(origins.begin(), origins.end(), origin->value()) == origins.end()) {
+    return refuse(ctx, rejection::forbidden_origin, http::status::forbidden,
+                  "forbidden_origin", "origin not allowed");
+  }
+  if (auto bad = check_handshake(ctx, req))
+    return std::move(*bad);
+  if (ctx.opt.auth_mode == "jwt")
+    return check_token(ctx, req, expires);
+  auto text = query_param(req.target(), "userId");
+  if (!text || text->empty()) {
+    return refuse(ctx, rejection::validation, http::status::bad_request, "validation",
+                  "userId parameter is required", "userId");
+  }
+  auto user = parse_user_id(*text);
+  if (!user) {
+    return refuse(ctx, rejection::validation, http::status::bad_request, "validation",
+                  "userId must be a valid number", "userId");
+  }
+  return *user;
+}
+
+} // namespace hubnode

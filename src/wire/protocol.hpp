@@ -1,0 +1,47 @@
+// The JSON protocol of SPEC section 3: parsing client frames and encoding
+// server frames. Pure functions, used by sessions (parsing, on I/O threads)
+// and by actors (encoding).
+#pragma once
+
+#include "src/base/types.hpp"
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace hubnode::protocol {
+
+// Most ids accepted in one presence/watch/unwatch request.
+constexpr std::size_t max_user_ids = 100;
+// Longest accepted `ref`.
+constexpr std::size_t max_ref_length = 64;
+// Deepest JSON nesting accepted in a client frame or an API body, counting
+// the enclosing object: bounds both the parser's work and the recursion when
+// the value is destroyed or serialized, so a hostile `[[[[...` costs nothing.
+constexpr std::size_t max_depth = 64;
+
+// Parses one client text frame. Never throws: a frame that is not a valid
+// request comes back with kind::invalid and error_code/error_message set
+// ("bad_request", "unknown_type" or "invalid_recipient"), and with `ref` when
+// the frame had a usable one.
+inbound parse_request(std::string_view text);
+
+std::string welcome(user_id user, std::string_view connection_id, std::string_view node);
+// `from` is a decimal user id or "server"; `data` is raw JSON text.
+std::string message(std::string_view id, std::string_view from, std::string_view data,
+                    std::int64_t ts_ms);
+std::string ack(std::string_view ref, bool has_ref, std::string_view id, bool online);
+std::string pong(std::string_view ref, bool has_ref);
+std::string error(std::string_view code, std::string_view message, std::string_view ref,
+                  bool has_ref);
+// `users` are the queried ids, `online` those of them that are online.
+std::string presence(const user_list& users, const user_list& online);
+std::string presence_changed(user_id user, bool online);
+
+// {"error":"CODE","message":"..."} for HTTP error bodies; `field` added when non-empty.
+std::string http_error(std::string_view code, std::string_view message,
+                       std::string_view field = {});
+
+std::int64_t now_ms();
+
+} // namespace hubnode::protocol
