@@ -6,6 +6,7 @@
 #include "actors/redis.hpp"
 #include "actors/redis_batch.hpp"
 #include "src/base/user_id.hpp"
+#include "src/redis/keys.hpp"
 
 #include <boost/json.hpp>
 #include <optional>
@@ -50,9 +51,7 @@ struct cluster_state {
   presence_actor presence;
   subscriber_actor subscriber;
   stats* st = nullptr;
-  std::string presence_channel; // P`presence`
-  std::string user_prefix;      // P`user:`
-  std::string online_key;       // P`online`
+  redis_keys keys{""};
   // Users whose channel this node is subscribed to: those with a local
   // connection. The hub says when; this set only keeps it idempotent.
   std::unordered_set<user_id> subscribed;
@@ -75,7 +74,7 @@ caf::timespan publish_timeout(const redis_settings& cfg) {
 }
 
 std::string user_channel(cluster_ptr self, user_id user) {
-  return self->state.user_prefix + std::to_string(user);
+  return self->state.keys.delivery(user);
 }
 
 void subscribe(cluster_ptr self, user_id user) {
@@ -133,7 +132,7 @@ caf::result<bool> publish(cluster_ptr self, user_id user, const payload& frame) 
       self,
       {{"PUBLISH", user_channel(self, user),
         cluster_wire::encode(st.cfg.node_id, *frame)},
-       {"SISMEMBER", st.online_key, std::to_string(user)}},
+       {"SISMEMBER", st.keys.online, std::to_string(user)}},
       [self, user, self_receiver, rp](const redis_replies& replies) mutable {
         answer(self, user, self_receiver, rp, replies);
       },
@@ -179,11 +178,10 @@ void on_user_message(cluster_ptr self, std::string_view user_text,
 
 void on_remote(cluster_ptr self, const std::string& channel, const std::string& message) {
   auto& st = self->state;
-  std::string_view name = channel;
-  if (channel == st.presence_channel)
+  if (channel == st.keys.channel)
     on_presence_event(self, message);
-  else if (name.substr(0, st.user_prefix.size()) == st.user_prefix)
-    on_user_message(self, name.substr(st.user_prefix.size()), message);
+  else if (auto user = st.keys.delivery_user(channel))
+    on_user_message(self, *user, message);
   else
     CAF_LOG_WARNING("message on an unknown channel dropped" << CAF_ARG(channel));
 }
@@ -192,9 +190,7 @@ cluster_actor::behavior_type cluster(cluster_ptr self, redis_settings cfg, hub_a
                                      presence_actor presence, redis_actor redis,
                                      stats* st, subscriber_factory make_subscriber) {
   auto& s = self->state;
-  s.presence_channel = cfg.key_prefix + "presence";
-  s.user_prefix = cfg.key_prefix + "user:";
-  s.online_key = cfg.key_prefix + "online";
+  s.keys = redis_keys{cfg.key_prefix};
   s.cfg = std::move(cfg);
   s.hub = std::move(hub);
   s.presence = std::move(presence);
@@ -203,7 +199,7 @@ cluster_actor::behavior_type cluster(cluster_ptr self, redis_settings cfg, hub_a
   // Subscribed from the start, so that pub/sub (and /readyz) is up only once
   // P`presence` is: a watcher of a ready node hears every later transition.
   s.subscriber = make_subscriber(caf::actor_cast<caf::actor>(self),
-                                 std::vector<std::string>{s.presence_channel});
+                                 std::vector<std::string>{s.keys.channel});
   // The subscriber lives as long as its sink.
   self->attach_functor([sub = s.subscriber] {
     caf::anon_send_exit(sub, caf::exit_reason::user_shutdown);

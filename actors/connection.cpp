@@ -3,6 +3,7 @@
 
 #include "actors/connection.hpp"
 
+#include "src/base/close_code.hpp"
 #include "src/wire/protocol.hpp"
 
 #include <algorithm>

@@ -3,6 +3,7 @@
 
 #include "actors/hub.hpp"
 
+#include "src/base/clock.hpp"
 #include "src/wire/protocol.hpp"
 
 #include <algorithm>
@@ -213,8 +214,7 @@ void route_one(hub_ptr self, const std::string& from, const outgoing& message,
   auto local = st.by_user.count(message.to) > 0;
   if (!local && !st.cluster)
     return ask_presence(self, message.to, std::move(slot));
-  auto frame =
-      make_payload(protocol::message(slot.id, from, message.data, protocol::now_ms()));
+  auto frame = make_payload(protocol::message(slot.id, from, message.data, now_ms()));
   deliver_locally(self, message.to, frame);
   if (!st.cluster)
     return slot(true);

@@ -4,6 +4,7 @@
 #include "actors/presence.hpp"
 
 #include "actors/redis_batch.hpp"
+#include "src/base/clock.hpp"
 #include "src/redis/presence_scripts.hpp"
 
 #include <algorithm>
@@ -66,7 +67,7 @@ constexpr caf::timespan hold_step = std::chrono::milliseconds(10);
 // makes the resync below safe.
 struct mirror_state {
   redis_batch redis;
-  presence_keys keys;
+  redis_keys keys;
   // Redis said it was down; the next "up" means it may have lost our writes.
   bool redis_down = false;
   // A heartbeat got through, so P`nodes` must have this node from now on.
@@ -251,11 +252,6 @@ replies_handler count_transitions(presence_ptr self, counter stats::*which) {
   return [self, which](const redis_replies& replies) {
     stats::bump(self->state.st->*which, count_published(replies));
   };
-}
-
-std::int64_t now_ms() {
-  using namespace std::chrono;
-  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
 }
 
 // Events name the node that made the transition, the reaper of a dead node
@@ -837,7 +833,7 @@ void start_mirror(presence_ptr self, redis_actor redis) {
   auto& st = self->state;
   st.mirror.emplace(
       mirror_state{redis_batch{std::move(redis), redis_timeout, max_pipeline},
-                   presence_keys{st.cfg.key_prefix}});
+                   redis_keys{st.cfg.key_prefix}});
   CAF_LOG_INFO("presence in Redis" << CAF_ARG2("node", st.cfg.node_id)
                                    << CAF_ARG2("prefix", st.cfg.key_prefix));
   on_heartbeat(self);

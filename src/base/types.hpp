@@ -70,16 +70,6 @@ struct routed {
 };
 using routed_batch = std::vector<routed>;
 
-// WebSocket close codes of SPEC section 3.
-namespace close_code {
-constexpr std::uint16_t normal = 1000;
-constexpr std::uint16_t going_away = 1001;
-constexpr std::uint16_t unsupported = 1003;
-constexpr std::uint16_t invalid_payload = 1007;
-constexpr std::uint16_t policy = 1008;
-constexpr std::uint16_t too_big = 1009;
-} // namespace close_code
-
 } // namespace hubnode
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(hubnode::payload)

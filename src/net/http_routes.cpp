@@ -220,20 +220,13 @@ std::optional<http_response> check_handshake(server_context& ctx,
   return std::nullopt;
 }
 
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() &&
-         std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) ==
-                  std::tolower(static_cast<unsigned char>(y));
-         });
-}
-
 // The JWT of an upgrade: `Authorization: Bearer T` wins over `token=T`.
 std::optional<std::string> token_of(const http_request& req) {
   constexpr std::string_view scheme = "Bearer ";
   auto header = req[http::field::authorization];
   std::string_view value{header.data(), header.size()};
-  if (value.size() > scheme.size() && iequals(value.substr(0, scheme.size()), scheme))
+  if (value.size() > scheme.size() &&
+      boost::beast::iequals(value.substr(0, scheme.size()), scheme))
     return std::string{value.substr(scheme.size())};
   if (auto query = query_param(req.target(), "token"); query && !query->empty())
     return query;

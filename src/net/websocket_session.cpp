@@ -4,6 +4,7 @@
 #include "src/net/websocket_session.hpp"
 
 #include "actors/connection.hpp"
+#include "src/base/close_code.hpp"
 #include "src/wire/protocol.hpp"
 
 #include <boost/asio/bind_allocator.hpp>

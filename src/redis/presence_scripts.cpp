@@ -10,24 +10,11 @@
 
 #include "src/redis/presence_scripts.hpp"
 
-#include "src/base/user_id.hpp"
-
 #include <boost/json.hpp>
 
 namespace hubnode {
 
 namespace {
-
-// SCAN's MATCH is a glob: a prefix with *, ?, [ or \ must not act as one.
-std::string glob_escape(std::string_view text) {
-  std::string result;
-  for (auto c : text) {
-    if (c == '*' || c == '?' || c == '[' || c == ']' || c == '\\')
-      result += '\\';
-    result += c;
-  }
-  return result;
-}
 
 // {"EVALSCRIPT", lua, numkeys, keys..., args...}, the redis actor's convention.
 redis_command eval(std::string_view lua, std::initializer_list<std::string> keys,
@@ -39,25 +26,6 @@ redis_command eval(std::string_view lua, std::initializer_list<std::string> keys
 }
 
 } // namespace
-
-presence_keys::presence_keys(std::string prefix_text)
-    : prefix(std::move(prefix_text)), online(prefix + "online"), nodes(prefix + "nodes"),
-      channel(prefix + "presence"), user_pattern(glob_escape(prefix) + "presence:*") {}
-
-std::string presence_keys::user(user_id user) const {
-  return prefix + "presence:" + std::to_string(user);
-}
-
-std::string presence_keys::node(std::string_view node_id) const {
-  return prefix + "node:" + std::string{node_id};
-}
-
-std::optional<user_id> presence_keys::user_of(std::string_view key) const {
-  auto head = prefix + "presence:";
-  if (key.substr(0, head.size()) != head)
-    return std::nullopt;
-  return parse_user_id(key.substr(head.size()));
-}
 
 std::string presence_event(user_id user, bool online, std::string_view node,
                            std::int64_t ts_ms) {
@@ -104,21 +72,21 @@ redis.call('PUBLISH', ARGV[3], ARGV[4])
 return 1
 )lua";
 
-redis_command connect(const presence_keys& keys, user_id user, std::string_view node,
+redis_command connect(const redis_keys& keys, user_id user, std::string_view node,
                       std::uint64_t count, std::string_view online_event) {
   return eval(connect_lua, {keys.user(user), keys.online},
               {std::string{node}, std::to_string(count), std::to_string(user),
                keys.channel, std::string{online_event}});
 }
 
-redis_command expire(const presence_keys& keys, user_id user, std::string_view node,
+redis_command expire(const redis_keys& keys, user_id user, std::string_view node,
                      std::string_view offline_event) {
   return eval(expire_lua, {keys.user(user), keys.online},
               {std::string{node}, std::to_string(user), keys.channel,
                std::string{offline_event}});
 }
 
-redis_command reap(const presence_keys& keys, user_id user, std::string_view node,
+redis_command reap(const redis_keys& keys, user_id user, std::string_view node,
                    std::string_view offline_event, bool only_if_dead) {
   std::initializer_list<std::string> args{std::string{node}, std::to_string(user),
                                           keys.channel, std::string{offline_event}};

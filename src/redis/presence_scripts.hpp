@@ -1,9 +1,10 @@
-// Presence in Redis (SPEC section 4): the key names, the presence event, and
+// Presence in Redis (SPEC section 4): the presence event, and
 // the Lua scripts that change several keys at once, each as the command the
 // redis actor runs ({"EVALSCRIPT", lua, numkeys, keys..., args...}).
 #pragma once
 
 #include "src/base/types.hpp"
+#include "src/redis/keys.hpp"
 #include "src/redis/types.hpp"
 
 #include <cstdint>
@@ -12,22 +13,6 @@
 #include <string_view>
 
 namespace hubnode {
-
-// Every key and channel of presence, under one prefix P.
-struct presence_keys {
-  explicit presence_keys(std::string prefix);
-
-  std::string prefix;
-  std::string online;       // P`online`, SET of user ids
-  std::string nodes;        // P`nodes`, SET of registered node ids
-  std::string channel;      // P`presence`, the event channel
-  std::string user_pattern; // SCAN MATCH pattern of every P`presence:ID`
-
-  std::string user(user_id user) const;             // P`presence:ID`, HASH
-  std::string node(std::string_view node_id) const; // P`node:ID`, heartbeat
-  // The user of a P`presence:ID` key; nothing for any other key.
-  std::optional<user_id> user_of(std::string_view key) const;
-};
 
 // {"userId":"ID","online":BOOL,"node":"NODEID","ts":MS}
 std::string presence_event(user_id user, bool online, std::string_view node,
@@ -43,20 +28,20 @@ extern const std::string_view reap_lua;
 // `node` has `count` connections of `user` (0: in its grace period). Sets its
 // field and makes sure the user is in P`online`, publishing `online_event`
 // when it was not. Answers 1 when it published.
-redis_command connect(const presence_keys& keys, user_id user, std::string_view node,
+redis_command connect(const redis_keys& keys, user_id user, std::string_view node,
                       std::uint64_t count, std::string_view online_event);
 
 // The grace period of `user` on `node` has ended: drops its field if it is
 // still 0, and the user from P`online` when no node has a field left,
 // publishing `offline_event`. Answers 1 when it published.
-redis_command expire(const presence_keys& keys, user_id user, std::string_view node,
+redis_command expire(const redis_keys& keys, user_id user, std::string_view node,
                      std::string_view offline_event);
 
 // Removes whatever field `node` has for `user`, and the user from P`online`
 // when no node has a field left, publishing `offline_event`. With
 // `only_if_dead`, does nothing while P`node:NODE` exists (the node is alive
 // again). Answers 1 when it published.
-redis_command reap(const presence_keys& keys, user_id user, std::string_view node,
+redis_command reap(const redis_keys& keys, user_id user, std::string_view node,
                    std::string_view offline_event, bool only_if_dead);
 
 } // namespace presence_scripts

@@ -376,9 +376,4 @@ std::string http_error(std::string_view code, std::string_view message,
       .finish();
 }
 
-std::int64_t now_ms() {
-  using namespace std::chrono;
-  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
-}
-
 } // namespace hubnode::protocol

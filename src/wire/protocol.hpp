@@ -42,6 +42,4 @@ std::string presence_changed(user_id user, bool online);
 std::string http_error(std::string_view code, std::string_view message,
                        std::string_view field = {});
 
-std::int64_t now_ms();
-
 } // namespace hubnode::protocol

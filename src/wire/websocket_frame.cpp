@@ -1,4 +1,5 @@
 #include "src/wire/websocket_frame.hpp"
+#include "src/base/close_code.hpp"
 
 namespace hubnode::ws {
 
@@ -68,13 +69,14 @@ frame_event frame_decoder::decode(char* data, std::size_t size) {
     return {};
   bool fin = (p[0] & 0x80) != 0;
   if ((p[0] & 0x70) != 0 || !is_known(p[0] & 0x0F))
-    return violation(protocol_error); // RSV bits without an extension, unknown opcode
+    return violation(
+        close_code::protocol_error); // RSV bits without an extension, unknown opcode
   auto op = static_cast<opcode>(p[0] & 0x0F);
   if ((p[1] & 0x80) == 0)
-    return violation(protocol_error); // client frames must be masked
+    return violation(close_code::protocol_error); // client frames must be masked
   std::uint64_t length = p[1] & 0x7F;
   if (is_control(op) && (!fin || length > max_control_payload))
-    return violation(protocol_error);
+    return violation(close_code::protocol_error);
   std::size_t header = 2;
   if (length == 126 || length == 127) {
     header += length == 126 ? 2 : 8;
@@ -84,16 +86,17 @@ frame_event frame_decoder::decode(char* data, std::size_t size) {
     length = big_endian(p + 2, header - 2);
     // The shortest encoding is required, and a 64-bit length has its top bit clear.
     if (length < minimum || (length >> 63) != 0)
-      return violation(protocol_error);
+      return violation(close_code::protocol_error);
   }
   if (!is_control(op)) {
     if ((op == opcode::continuation) != in_message_)
-      return violation(protocol_error); // a stray continuation or an unfinished message
+      return violation(
+          close_code::protocol_error); // a stray continuation or an unfinished message
     // Checked on the header, so a huge frame is refused before it arrives.
     if (length > limit_ - message_.size())
-      return violation(too_big);
+      return violation(close_code::too_big);
     if (op == opcode::binary)
-      return violation(unsupported_data);
+      return violation(close_code::unsupported);
   }
   header += 4;
   if (size < header || size - header < length)
@@ -129,7 +132,7 @@ frame_event frame_decoder::on_text(bool fin, std::string_view payload) {
   if (!utf8_.write(reinterpret_cast<const std::uint8_t*>(payload.data()),
                    payload.size()) ||
       (fin && !utf8_.finish()))
-    return violation(invalid_payload);
+    return violation(close_code::invalid_payload);
   if (!in_message_ && fin)
     return event(kind::text, payload); // the common case: no copy
   message_.append(payload);
@@ -145,13 +148,13 @@ frame_event frame_decoder::on_close(std::string_view payload) const {
   if (payload.empty())
     return event(kind::close, {}, 1000);
   if (payload.size() == 1)
-    return violation(protocol_error);
+    return violation(close_code::protocol_error);
   auto code = static_cast<std::uint16_t>(
       big_endian(reinterpret_cast<const unsigned char*>(payload.data()), 2));
   if (!is_valid_close_code(code))
-    return violation(protocol_error);
+    return violation(close_code::protocol_error);
   if (!is_utf8(payload.substr(2)))
-    return violation(invalid_payload);
+    return violation(close_code::invalid_payload);
   return event(kind::close, {}, code);
 }
 

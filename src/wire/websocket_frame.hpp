@@ -23,13 +23,6 @@ enum class opcode : std::uint8_t {
   pong = 0xA,
 };
 
-// Close codes the decoder answers violations with, beside SPEC's own
-// (close_code in src/base/types.hpp).
-constexpr std::uint16_t protocol_error = 1002;
-constexpr std::uint16_t unsupported_data = 1003;
-constexpr std::uint16_t invalid_payload = 1007;
-constexpr std::uint16_t too_big = 1009;
-
 constexpr std::size_t max_control_payload = 125;
 
 // What frame_decoder::decode found at the front of its input.

@@ -3,6 +3,7 @@
 #include "actors/connection.hpp"
 #include "actors/hub.hpp"
 #include "actors/presence.hpp"
+#include "src/base/close_code.hpp"
 #include "tests/unit/actor_fixture.hpp"
 
 using namespace hubnode;

@@ -695,7 +695,7 @@ std::int64_t script_result(const redis_result& result) {
 
 struct real_redis {
   redis_server server;
-  presence_keys keys{"rp:"};
+  redis_keys keys{"rp:"};
   redis_connection conn;
   redis_subscription sub;
   // Every event seen on P`presence`, parsed.

@@ -1,5 +1,6 @@
 #include "src/base/log.hpp"
 
+#include "src/base/clock.hpp"
 #include "src/wire/protocol.hpp"
 
 #include <boost/json.hpp>
@@ -406,7 +407,7 @@ TEST_CASE("now_ms is unix time in milliseconds") {
   using namespace std::chrono;
   auto before =
       duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
-  auto now = protocol::now_ms();
+  auto now = now_ms();
   auto after =
       duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
   CHECK(before <= now);

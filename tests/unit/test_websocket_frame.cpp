@@ -1,5 +1,6 @@
 #include "src/base/log.hpp"
 
+#include "src/base/close_code.hpp"
 #include "src/wire/websocket_frame.hpp"
 
 #include <doctest/doctest.h>
@@ -84,7 +85,7 @@ TEST_CASE("frame: an empty text frame is a message") {
 TEST_CASE("frame: an unmasked client frame is a protocol error") {
   auto e = first(client_frame(fin | 0x1, "hi", false));
   CHECK(e.type == kind::violation);
-  CHECK(e.code == protocol_error);
+  CHECK(e.code == hubnode::close_code::protocol_error);
 }
 
 TEST_CASE("frame: RSV bits without an extension are a protocol error") {
@@ -92,7 +93,7 @@ TEST_CASE("frame: RSV bits without an extension are a protocol error") {
     CAPTURE(rsv);
     auto e = first(client_frame(fin | rsv | 0x1, "hi"));
     CHECK(e.type == kind::violation);
-    CHECK(e.code == protocol_error);
+    CHECK(e.code == hubnode::close_code::protocol_error);
   }
 }
 
@@ -101,24 +102,24 @@ TEST_CASE("frame: unknown opcodes are a protocol error") {
     CAPTURE(op);
     auto e = first(client_frame(fin | op, "x"));
     CHECK(e.type == kind::violation);
-    CHECK(e.code == protocol_error);
+    CHECK(e.code == hubnode::close_code::protocol_error);
   }
 }
 
 TEST_CASE("frame: a binary frame is unsupported data, without waiting for it") {
   auto e = first(client_frame(fin | 0x2, "abc").substr(0, 6));
   CHECK(e.type == kind::violation);
-  CHECK(e.code == unsupported_data);
+  CHECK(e.code == hubnode::close_code::unsupported);
 }
 
 TEST_CASE("frame: control frames are at most 125 bytes and never fragmented") {
   CHECK(first(client_frame(fin | 0x9, std::string(125, 'p'))).type == kind::ping);
   auto big = first(client_frame(fin | 0x9, std::string(126, 'p')));
   CHECK(big.type == kind::violation);
-  CHECK(big.code == protocol_error);
+  CHECK(big.code == hubnode::close_code::protocol_error);
   auto fragmented = first(client_frame(0x9, "p"));
   CHECK(fragmented.type == kind::violation);
-  CHECK(fragmented.code == protocol_error);
+  CHECK(fragmented.code == hubnode::close_code::protocol_error);
 }
 
 TEST_CASE("frame: ping and pong carry their payload") {
@@ -150,11 +151,11 @@ TEST_CASE("frame: a fragmented text message is joined, control frames between") 
 TEST_CASE("frame: a continuation without a message, or a new message inside one") {
   auto stray = first(client_frame(fin | 0x0, "x"));
   CHECK(stray.type == kind::violation);
-  CHECK(stray.code == protocol_error);
+  CHECK(stray.code == hubnode::close_code::protocol_error);
   frame_decoder d(1024);
   auto events = decode_all(d, client_frame(0x1, "a") + text("b"));
   CHECK(events.back().type == kind::violation);
-  CHECK(events.back().code == protocol_error);
+  CHECK(events.back().code == hubnode::close_code::protocol_error);
 }
 
 TEST_CASE("frame: 16- and 64-bit lengths") {
@@ -168,13 +169,14 @@ TEST_CASE("frame: 16- and 64-bit lengths") {
 }
 
 TEST_CASE("frame: lengths must use the shortest encoding and fit 63 bits") {
-  CHECK(first(client_frame(fin | 0x1, "short", true, 2)).code == protocol_error);
+  CHECK(first(client_frame(fin | 0x1, "short", true, 2)).code ==
+        hubnode::close_code::protocol_error);
   CHECK(first(client_frame(fin | 0x1, std::string(300, 'x'), true, 8), 100000).code ==
-        protocol_error);
+        hubnode::close_code::protocol_error);
   std::string top_bit("\x81\xff\x80\x00\x00\x00\x00\x00\x00\x00", 10);
   auto e = first(top_bit + "abcd");
   CHECK(e.type == kind::violation);
-  CHECK(e.code == protocol_error);
+  CHECK(e.code == hubnode::close_code::protocol_error);
 }
 
 TEST_CASE("frame: a frame over the limit is too big as soon as its header is in") {
@@ -182,9 +184,9 @@ TEST_CASE("frame: a frame over the limit is too big as soon as its header is in"
   auto header_only = client_frame(fin | 0x1, std::string(1025, 'x')).substr(0, 4);
   auto e = first(header_only);
   CHECK(e.type == kind::violation);
-  CHECK(e.code == too_big);
+  CHECK(e.code == hubnode::close_code::too_big);
   std::string huge("\x81\xff\x00\x00\x00\x00\x06\x40\x00\x00", 10); // 100 MiB
-  CHECK(first(huge).code == too_big);
+  CHECK(first(huge).code == hubnode::close_code::too_big);
 }
 
 TEST_CASE("frame: the limit applies to the whole message, not each fragment") {
@@ -193,7 +195,7 @@ TEST_CASE("frame: the limit applies to the whole message, not each fragment") {
                                   client_frame(fin | 0x0, std::string(600, 'b')));
   CHECK(events.front().type == kind::fragment);
   CHECK(events.back().type == kind::violation);
-  CHECK(events.back().code == too_big);
+  CHECK(events.back().code == hubnode::close_code::too_big);
 }
 
 TEST_CASE("frame: a partial frame is incomplete at every cut") {
@@ -217,7 +219,7 @@ TEST_CASE("frame: text must be valid UTF-8") {
     CAPTURE(bad);
     auto e = first(text(bad));
     CHECK(e.type == kind::violation);
-    CHECK(e.code == invalid_payload);
+    CHECK(e.code == hubnode::close_code::invalid_payload);
   }
 }
 
@@ -232,12 +234,12 @@ TEST_CASE("frame: UTF-8 is checked across fragments") {
   // An invalid byte is refused in its own fragment, before the message ends.
   auto bad = decode_all(early, client_frame(0x1, "a\xff"));
   CHECK(bad.front().type == kind::violation);
-  CHECK(bad.front().code == invalid_payload);
+  CHECK(bad.front().code == hubnode::close_code::invalid_payload);
   frame_decoder unfinished(1024);
   auto cut = decode_all(unfinished,
                         client_frame(0x1, "a\xf0\x9f") + client_frame(fin | 0x0, "b"));
   CHECK(cut.back().type == kind::violation);
-  CHECK(cut.back().code == invalid_payload);
+  CHECK(cut.back().code == hubnode::close_code::invalid_payload);
 }
 
 TEST_CASE("frame: close frames carry a code to echo") {
@@ -253,16 +255,16 @@ TEST_CASE("frame: close frames carry a code to echo") {
 }
 
 TEST_CASE("frame: a malformed close frame is a protocol error") {
-  CHECK(first(client_frame(fin | 0x8, "x")).code == protocol_error);
+  CHECK(first(client_frame(fin | 0x8, "x")).code == hubnode::close_code::protocol_error);
   for (std::uint16_t code : {0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535}) {
     CAPTURE(code);
     auto e = first(client_frame(fin | 0x8, close_payload(code)));
     CHECK(e.type == kind::violation);
-    CHECK(e.code == protocol_error);
+    CHECK(e.code == hubnode::close_code::protocol_error);
   }
   auto reason = first(client_frame(fin | 0x8, close_payload(1000, "\xff")));
   CHECK(reason.type == kind::violation);
-  CHECK(reason.code == invalid_payload);
+  CHECK(reason.code == hubnode::close_code::invalid_payload);
 }
 
 TEST_CASE("frame: server headers use the shortest length") {
