@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The standard benchmark suite on one machine (README "Benchmarks"): builds
+# The standard benchmark suite on one machine (bench/README.md): builds
 # what is missing, starts a redis-server and the nodes on free loopback
 # ports, runs every scenario of hubnode-bench, stops everything by PID, and
 # writes one JSON per run, results.json, targets.json (also printed: the
