@@ -26,16 +26,14 @@
 #include "src/net/io_pool.hpp"
 #include "src/net/io_scheduler.hpp"
 #include "src/net/listener.hpp"
+#include "src/net/shutdown.hpp"
 
 #include <boost/asio/signal_set.hpp>
-#include <cstdio>
 #include <future>
 #include <iostream>
-#include <thread>
-#include <unistd.h>
 
 #include "caf/actor_system.hpp"
-#include "caf/scoped_actor.hpp"
+#include "caf/send.hpp"
 
 using namespace hubnode;
 namespace net = boost::asio;
@@ -79,63 +77,6 @@ std::future<int> catch_signals(net::signal_set& signals) {
   auto caught = std::make_shared<std::promise<int>>();
   signals.async_wait([caught](auto, int signal) { caught->set_value(signal); });
   return caught->get_future();
-}
-
-// Sockets still open at the deadline are closed at once. Every session
-// refers to the server context, which ends with serve(), so none may be left:
-// a closed socket's pending operations end within moments, and should one
-// not, the node exits rather than run on with a dangling session.
-void close_sockets(open_sockets& sockets) {
-  CAF_LOG_WARNING("closing sockets still open at shutdown timeout"
-                  << CAF_ARG2("count", sockets.count()));
-  sockets.close_all();
-  if (sockets.wait_until_none(std::chrono::steady_clock::now() + std::chrono::seconds(1)))
-    return;
-  std::cerr << "hubnode: sockets still open after closing them; exiting now" << std::endl;
-  std::fflush(stdout);
-  _exit(0);
-}
-
-caf::timespan until(std::chrono::steady_clock::time_point deadline) {
-  return std::max(caf::timespan{1}, std::chrono::duration_cast<caf::timespan>(
-                                        deadline - std::chrono::steady_clock::now()));
-}
-
-// Closes every client with 1001, withdraws this node's presence (cluster
-// mode) and lets the sockets send their close frames, all within the
-// shutdown timeout. Clients that do not go away in time leave the withdrawal
-// a quarter of the budget (at most 1 s).
-void shut_down(caf::actor_system& system, server_context& ctx, const node_actors& a,
-               listener& lst) {
-  auto deadline = std::chrono::steady_clock::now() + ctx.opt.shutdown_timeout;
-  auto withdrawal = a.cluster ? std::min<caf::timespan>(ctx.opt.shutdown_timeout / 4,
-                                                        std::chrono::seconds(1))
-                              : caf::timespan{0};
-  ctx.accepting = false;
-  lst.stop();
-  caf::scoped_actor self{system};
-  self->request(ctx.hub, ctx.opt.shutdown_timeout - withdrawal, shutdown_atom::value)
-      .receive([](bool) {},
-               [](caf::error& err) {
-                 CAF_LOG_WARNING("connections still open at shutdown timeout"
-                                 << CAF_ARG(err));
-               });
-  if (a.cluster) {
-    // Let the grace period of the users just closed run out first: a client
-    // that reconnects to another node within it keeps its user online, so a
-    // rolling restart does not flap presence (SPEC 4.3) and the node still
-    // withdraws before it exits (SPEC 4.7).
-    auto grace = ctx.opt.grace_period + std::chrono::milliseconds(50);
-    std::this_thread::sleep_until(
-        std::min(std::chrono::steady_clock::now() + grace, deadline - withdrawal));
-    self->request(a.presence, until(deadline), withdraw_atom::value)
-        .receive([](bool) {},
-                 [](caf::error& err) {
-                   CAF_LOG_WARNING("presence not withdrawn from Redis" << CAF_ARG(err));
-                 });
-  }
-  if (!ctx.sockets.wait_until_none(deadline))
-    close_sockets(ctx.sockets);
 }
 
 // The actor system's destructor waits for every actor, so the long-lived
@@ -184,7 +125,7 @@ int serve(caf::actor_system& system, const node_options& opt, io_pool& io, stats
 
   auto caught = signal.get();
   CAF_LOG_INFO("stopping on signal" << CAF_ARG(caught));
-  shut_down(system, ctx, actors, *lst);
+  shut_down(ctx, *lst);
   stop_actors(actors);
   CAF_LOG_INFO("stopped");
   return 0;
