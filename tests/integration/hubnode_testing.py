@@ -166,10 +166,10 @@ class Node:
         if not got:
             rc = self.proc.poll()
             self._kill()
-            raise AssertionError((f"node exited with status {rc} before printing its listening line"
-                                  if rc is not None else
-                                  f"node did not print its listening line within {self.start_timeout}s")
-                                 + f" (args={self.args[1:]}); "
+            what = (f"node exited with status {rc} before printing its listening line"
+                    if rc is not None else
+                    f"node did not print its listening line within {self.start_timeout}s")
+            raise AssertionError(f"{what} (args={self.args[1:]}); "
                                  f"stdout={self.out.text()!r}; stderr tail:\n"
                                  f"{tail(self.err.text())}")
         first = self.out.text().split("\n", 1)[0]
@@ -878,8 +878,9 @@ class Bystander:
                 await asyncio.wait_for(self.progress.wait(),
                                        max(0.0, deadline - time.monotonic()))
             except asyncio.TimeoutError:
-                raise AssertionError(f"bystander got {len(self.received)} of {self.sent} messages and "
-                                     f"{len(self.acked)} acks within {self.timeout}s")
+                raise AssertionError(f"bystander got {len(self.received)} of {self.sent} "
+                                     f"messages and {len(self.acked)} acks within "
+                                     f"{self.timeout}s")
         assert self.received == list(range(1, self.sent + 1)), "bystander messages in order"
         assert self.acked == [f"b{i}" for i in range(1, self.sent + 1)], "bystander acks"
         assert not self.other, f"bystander got unexpected frames {self.other[:3]!r}"
