@@ -62,6 +62,7 @@ async def test_healthz_fields_and_connection_count(node):
     assert type(h.get("connections")) is int, f"connections not an integer: {h!r}"
     a = await Client.connect(node, 1)
     b = await Client.connect(node, 1)
+    # a raw client: its close() ends the TCP connection without a close frame
     raw = await in_thread(RawWS.connect, node, 2)
     h = await poll_json(node, "/healthz", lambda j: j.get("connections") == 3)
     await a.close()

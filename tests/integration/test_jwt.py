@@ -8,7 +8,7 @@ import hmac
 import json
 import time
 
-from hubnode_testing import (Bystander, RawWS, assert_error, in_thread, last_line, metric,
+from hubnode_testing import (Bystander, Client, assert_error, in_thread, last_line, metric,
                              run_once, tail, upgrade)
 
 SECRET = "jwt-test-secret-" + "k" * 32  # 48 bytes
@@ -35,13 +35,10 @@ def bystander(n):
                                  for u in (900001, 900002)])
 
 
-def welcome_of(n, headers=None, path="/ws"):
-    resp, sock, left = upgrade(n, headers=headers, path=path)
-    assert resp.status == 101, f"upgrade {path} answered {resp.status} {resp.body[:200]!r}"
-    c = RawWS(sock, left)
-    first = c.recv_json()
-    assert first.get("type") == "welcome", "first frame"
-    return c, first
+async def welcome_of(n, headers=None, path="/ws"):
+    """A client admitted with these credentials, and its welcome."""
+    c = await Client.connect(n, None, headers=headers, path=path)
+    return c, c.welcome
 
 
 def unauthorized(n, headers=None, path="/ws", what=""):
@@ -49,33 +46,34 @@ def unauthorized(n, headers=None, path="/ws", what=""):
     assert_error(resp, 401, "unauthorized", what)
 
 
-def test_header_token_admits_sub(start_node):
+async def test_header_token_admits_sub(start_node):
     n = start_node(*JWT)
-    c, w = welcome_of(n, bearer(make_token({"sub": "42"})))
+    c, w = await welcome_of(n, bearer(make_token({"sub": "42"})))
     assert w.get("userId") == "42", "welcome userId"
-    c.close()
-    c, w = welcome_of(n, bearer(make_token({"sub": "007",
-                                            "exp": int(time.time()) + 600})))
+    await c.close()
+    c, w = await welcome_of(n, bearer(make_token({"sub": "007",
+                                                  "exp": int(time.time()) + 600})))
     assert w.get("userId") == "7", "welcome userId of sub 007"
-    c.close()
+    await c.close()
 
 
-def test_query_token_admits_sub_and_userid_is_ignored(start_node):
+async def test_query_token_admits_sub_and_userid_is_ignored(start_node):
     n = start_node(*JWT)
-    c, w = welcome_of(n, path=f"/ws?token={make_token({'sub': '43'})}&userId=99")
+    c, w = await welcome_of(n, path=f"/ws?token={make_token({'sub': '43'})}&userId=99")
     assert w.get("userId") == "43", "welcome userId"
-    c.close()
+    await c.close()
     # userId alone is no identity in jwt mode
-    unauthorized(n, path="/ws?userId=5", what="userId without a token")
+    await in_thread(unauthorized, n, path="/ws?userId=5", what="userId without a token")
 
 
-def test_header_wins_over_query(start_node):
+async def test_header_wins_over_query(start_node):
     n = start_node(*JWT)
     good, bad = make_token({"sub": "1"}), make_token({"sub": "2"}, secret="x" * 40)
-    c, w = welcome_of(n, bearer(good), path=f"/ws?token={bad}")
+    c, w = await welcome_of(n, bearer(good), path=f"/ws?token={bad}")
     assert w.get("userId") == "1", "header token used"
-    c.close()
-    unauthorized(n, bearer(bad), path=f"/ws?token={good}", what="bad header, good query")
+    await c.close()
+    await in_thread(unauthorized, n, bearer(bad), path=f"/ws?token={good}",
+                    what="bad header, good query")
 
 
 async def test_bad_tokens_are_401_unauthorized(start_node):
@@ -106,6 +104,7 @@ async def test_bad_tokens_are_401_unauthorized(start_node):
         "oversized": make_token({"sub": "42", "pad": "x" * 6100}),
     }
     assert 8192 < len(bad["oversized"]) < 8400, f"oversized is {len(bad['oversized'])}"
+
     def reject_all():
         count = 0
         for what, tok in bad.items():
@@ -118,6 +117,7 @@ async def test_bad_tokens_are_401_unauthorized(start_node):
                     count += 1
             count += 1
         return count
+
     n = start_node(*JWT)
     async with bystander(n):
         before = await in_thread(metric, n, "hubnode_handshakes_rejected_total",
@@ -126,27 +126,26 @@ async def test_bad_tokens_are_401_unauthorized(start_node):
         after = await in_thread(metric, n, "hubnode_handshakes_rejected_total",
                                 reason="unauthorized")
         assert after - before == count, "rejected{reason=unauthorized}"
-        c, w = await in_thread(welcome_of, n, bearer(good))
+        c, w = await welcome_of(n, bearer(good))
         assert w.get("userId") == "42", "welcome after the bad ones"
-        c.close()
+        await c.close()
 
 
 async def test_token_expiring_while_open_closes_1008(start_node):
     n = start_node(*JWT)
     async with bystander(n):
         exp = time.time() + 1.5
-        c, w = await in_thread(welcome_of, n, bearer(make_token({"sub": "9", "exp": exp})))
-        stay, _ = await in_thread(welcome_of, n, bearer(make_token({"sub": "10"})))
-        end = await in_thread(c.wait_end, 5, answer_pings=True)
+        c, w = await welcome_of(n, bearer(make_token({"sub": "9", "exp": exp})))
+        stay, _ = await welcome_of(n, bearer(make_token({"sub": "10"})))
+        code = await c.wait_closed(5)  # None: dropped without a close frame
         at = time.time()
-        assert end == ("close", 1008), "close at expiry"
+        assert code == 1008, "close at expiry"
         assert at >= exp - 0.05, f"closed {exp - at:.2f}s before exp"
         assert at <= exp + 1.5, f"closed {at - exp:.2f}s after exp"
-        c.close()
-        stay.send_json({"type": "ping", "ref": "p"})
-        pong = await in_thread(stay.recv_json, answer_pings=True)
+        await stay.send({"type": "ping", "ref": "p"})
+        pong = await stay.recv()
         assert pong == {"type": "pong", "ref": "p"}, "token without exp still open"
-        stay.close()
+        await stay.close()
 
 
 def test_jwt_without_or_with_short_secret_exits_2(start_node):
@@ -165,17 +164,17 @@ def test_jwt_without_or_with_short_secret_exits_2(start_node):
     start_node("--auth.mode=jwt", "--auth.jwt-secret=" + "s" * 32)
 
 
-def test_secret_and_tokens_never_logged(start_node):
+async def test_secret_and_tokens_never_logged(start_node):
     tok = make_token({"sub": "77", "exp": int(time.time()) + 600})
     bad = make_token({"sub": "78"}, secret="b" * 48)
     n = start_node(*JWT, "--logger.console-verbosity=debug", "--server.api-key=api-key-s3cret")
-    c, _ = welcome_of(n, bearer(tok))
-    c.close()
-    c, _ = welcome_of(n, path=f"/ws?token={tok}")
-    c.close()
-    unauthorized(n, bearer(bad))
-    unauthorized(n, path=f"/ws?token={bad}")
-    n.close()  # everything it logged is on stderr now
+    c, _ = await welcome_of(n, bearer(tok))
+    await c.close()
+    c, _ = await welcome_of(n, path=f"/ws?token={tok}")
+    await c.close()
+    await in_thread(unauthorized, n, bearer(bad))
+    await in_thread(unauthorized, n, path=f"/ws?token={bad}")
+    await in_thread(n.close)  # everything it logged is on stderr now
     err = n.stderr_text()
     assert "userid trusts" not in err, "the userid-mode warning is logged in jwt mode"
     assert "rejected handshake" in err, "rejections are not logged at all"
