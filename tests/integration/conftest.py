@@ -37,6 +37,7 @@ that the websockets clients keep answering the node.
 
 import asyncio
 import inspect
+import io
 import signal
 
 import pytest
@@ -86,14 +87,16 @@ def event_loop(case_timeout):
 
 
 async def _within(coro, seconds):
-    """coro's result, or a failure once it ran for `seconds` (it is cancelled,
-    so the traceback shows where it waited)."""
+    """coro's result, or a failure once it ran for `seconds`: it is cancelled,
+    and the failure shows where it was waiting."""
     task = asyncio.ensure_future(coro)
     done, _ = await asyncio.wait({task}, timeout=seconds)
     if not done:
+        where = io.StringIO()
+        task.print_stack(file=where)
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
-        pytest.fail(f"test timed out after {seconds}s")
+        pytest.fail(f"test timed out after {seconds}s\n{where.getvalue()}")
     return task.result()
 
 

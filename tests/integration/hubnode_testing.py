@@ -1149,7 +1149,7 @@ def random_prefix():
 def wait_ready(node, timeout=2.0):
     """Poll /readyz until 200 (SPEC 2: accepting and, in cluster mode, Redis
     up). A node may print its listening line before its Redis connections
-    are up; cluster cases that need Redis start from a ready node."""
+    are up; cluster tests that need Redis start from a ready node."""
     poll_until(lambda: http(node, "GET", "/readyz").status == 200, timeout,
                what=f"/readyz 200 on node {node.node}")
     return node

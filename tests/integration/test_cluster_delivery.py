@@ -2,9 +2,9 @@
 identity across nodes, SPEC 5 exactly once while everything is up, SPEC 2
 API across nodes, SPEC 6 hubnode_messages_remote_total).
 
-Three nodes on one redis-server, a fresh redis.key-prefix per case. SPEC 3:
-a connection is reachable from other nodes at most 1 s after its welcome;
-cases that send across nodes wait for that point (after_welcome) or, where
+Three nodes on one redis-server, a fresh redis.key-prefix per test (conftest's
+fixtures). SPEC 3: a connection is reachable from other nodes at most 1 s
+after its welcome; tests that send across nodes wait for that point (after_welcome) or, where
 that bound itself is the subject, send repeatedly and check which sends must
 have arrived.
 """
@@ -20,7 +20,7 @@ from hubnode_testing import Client, http, in_thread, metric, recv_until, wait_re
 API_KEY = "cluster-test-key"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 FAST = ("--hub.rate-limit=1000",)  # 300-message bursts stay under the limit
-DUP_WINDOW = 0.5  # how long a case keeps listening for a duplicate
+DUP_WINDOW = 0.5  # how long a test keeps listening for a duplicate
 
 
 async def three_nodes(cluster_node, *opts, **kw):

@@ -1,10 +1,11 @@
 """Cluster presence against a real redis-server: the seven guarantees of
-SPEC section 4, one case each (plus variants), and what clients and the API
+SPEC section 4, one test each (plus variants), and what clients and the API
 see of presence across nodes.
 
-Every case starts its own redis-server on a free loopback port and its nodes
-with a fresh redis.key-prefix, heartbeat 200ms, node-ttl 1s and grace 300ms
-unless the case says otherwise. Waits poll Redis (every few ms) up to the
+Every test gets its own redis-server on a free loopback port and its nodes
+with a fresh redis.key-prefix (conftest's redis_server, key_prefix and
+cluster_node fixtures), heartbeat 200ms, node-ttl 1s and grace 300ms unless
+the test says otherwise. Waits poll Redis (every few ms) up to the
 bound SPEC gives; a window to count duplicates is the only fixed wait.
 """
 
@@ -21,7 +22,7 @@ from hubnode_testing import (Client, REDIS_DOWN, apoll_until, get_json, http, in
 GRACE = 0.3      # CLUSTER_TIMINGS in hubnode_testing: grace 300ms,
 HEARTBEAT = 0.2  # heartbeat 200ms,
 TTL = 1.0        # node-ttl 1s
-DUP_WINDOW = 0.5  # how long a case keeps listening for a duplicate event
+DUP_WINDOW = 0.5  # how long a test keeps listening for a duplicate event
 API_KEY = "cluster-test-key"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 
@@ -269,7 +270,7 @@ class OnlineMonitor:
         while not self.stop_flag:
             try:
                 online = self.db.smembers(self.k.online)
-            except REDIS_DOWN as e:  # Redis gone (a failing case's teardown)
+            except REDIS_DOWN as e:  # Redis gone (a failing test's teardown)
                 self.error = e
                 return
             for u in self.uids:

@@ -17,6 +17,7 @@ from hubnode_testing import (OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT, RawWS
 async def raw_session(n, fn):
     """fn(r) on a fresh raw connection of user 1 past its welcome, off the
     event loop; returns what fn returns."""
+
     def run():
         r = RawWS.connect(n, 1)
         try:
@@ -58,6 +59,7 @@ def delivered(r, timeout=3):
 
 def fragments(*parts):
     """Sends `parts` as one text message, a fragment each."""
+
     def send(r):
         for i, part in enumerate(parts):
             r.send_frame(OP_CONT if i else OP_TEXT, part, fin=i == len(parts) - 1)

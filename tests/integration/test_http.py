@@ -429,6 +429,7 @@ async def test_hostile_http_inputs_node_stays_up(start_node):
                 assert_error(r, r.status, r.json().get("error") if r.body[:1] == b"{"
                              else "<json>", what)
             return r
+
         def send_all():
             send_raw(b"HELLO\r\n\r\n", "garbage request line")
             r = send_raw(b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 100000 +
