@@ -5,17 +5,14 @@ small has no errors, losses or flaps. No timing is asserted: the figures
 are whatever this machine gives.
 """
 
-import contextlib
 import json
 import os
 import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (REPO, Node, RedisServer, case, check, cluster_node, eq, fail,  # noqa: E402
-                     main, random_prefix, wait_ready)
+import pytest
+
+from hubnode_testing import REPO, wait_ready
 
 BENCH = os.environ.get("HUBNODE_BENCH") or str(REPO / "build" / "bench" / "hubnode-bench")
 COLLECT = REPO / "bench" / "collect.py"
@@ -29,30 +26,31 @@ LONG_GRACE = "5s"
 def bench(*args, timeout=90):
     """Runs hubnode-bench to completion; returns its one JSON object."""
     if not os.path.exists(BENCH):
-        fail(f"{BENCH} does not exist (ninja -C build, or set HUBNODE_BENCH)")
+        pytest.fail(f"{BENCH} does not exist (ninja -C build, or set HUBNODE_BENCH)")
     p = subprocess.run([BENCH, *args, f"--timeout={timeout - 10}"],
                        stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
     out = p.stdout.decode("utf-8", "replace")
     err = p.stderr.decode("utf-8", "replace")
-    eq(p.returncode, 0, f"hubnode-bench {' '.join(args)} exit status (stderr: {err[-500:]!r})")
+    assert p.returncode == 0, (
+        f"hubnode-bench {' '.join(args)} exit status (stderr: {err[-500:]!r})")
     lines = out.splitlines()
-    eq(len(lines), 1, f"stdout lines of hubnode-bench (stdout: {out[:500]!r})")
+    assert len(lines) == 1, f"stdout lines of hubnode-bench (stdout: {out[:500]!r})"
     try:
         result = json.loads(lines[0])
     except ValueError as e:
-        fail(f"stdout is not JSON ({e}): {lines[0][:500]!r}")
-    check(isinstance(result, dict), f"result is not an object: {result!r}")
+        pytest.fail(f"stdout is not JSON ({e}): {lines[0][:500]!r}")
+    assert isinstance(result, dict), f"result is not an object: {result!r}"
     return result
 
 
 def has(obj, *fields, what="result"):
     missing = [f for f in fields if f not in obj]
-    check(not missing, f"{what} lacks {missing}: {json.dumps(obj)[:800]}")
+    assert not missing, f"{what} lacks {missing}: {json.dumps(obj)[:800]}"
 
 
 def check_common(r, scenario):
     has(r, "scenario", "generator", "user_base")
-    eq(r["scenario"], scenario, "scenario")
+    assert r["scenario"] == scenario, "scenario"
     has(r["generator"], "wall_s", "cpu_s", "cpu_pct", what="generator")
 
 
@@ -61,16 +59,16 @@ def check_traffic(r, scenario, connections, mode):
     has(r, "connect", "mode", "connections", "sent", "delivered", "losses",
         "order_violations", "acks", "errors", "latency_us", "measured",
         "delivered_per_s")
-    eq(r["mode"], mode, "mode")
-    eq(r["connections"], connections, "connections")
-    eq(r["connect"]["connected"], connections, "connected")
-    check(r["sent"] > 0, f"nothing sent: {r}")
-    eq(r["delivered"], r["sent"], "delivered (all sent)")
-    eq((r["losses"], r["order_violations"], r["errors"]), (0, 0, 0),
-       "losses, order violations, errors")
-    eq(r["acks"], r["sent"], "acks")
+    assert r["mode"] == mode, "mode"
+    assert r["connections"] == connections, "connections"
+    assert r["connect"]["connected"] == connections, "connected"
+    assert r["sent"] > 0, f"nothing sent: {r}"
+    assert r["delivered"] == r["sent"], "delivered (all sent)"
+    assert (r["losses"], r["order_violations"], r["errors"]) == (0, 0, 0), (
+        "losses, order violations, errors")
+    assert r["acks"] == r["sent"], "acks"
     has(r["latency_us"], "p50", "p90", "p99", "p999", "max", "count", what="latency_us")
-    eq(r["latency_us"]["count"], r["delivered"], "latency samples")
+    assert r["latency_us"]["count"] == r["delivered"], "latency samples"
     has(r["measured"], "generator_cpu_pct", "node_cpu_pct", "node_cpu_us_per_msg",
         what="measured")
 
@@ -79,69 +77,70 @@ def url(node):
     return f"--url={node.ws_base}/ws"
 
 
-@case(timeout=120)
-def idle_holds_and_answers():
-    with Node(*FAST) as n:
-        r = bench("idle", url(n), f"--pid={n.pid}", "--connections=20", "--hold=0.2",
-                  "--sample=5")
+@pytest.mark.timeout(120)
+def test_idle_holds_and_answers(start_node):
+    n = start_node(*FAST)
+    r = bench("idle", url(n), f"--pid={n.pid}", "--connections=20", "--hold=0.2",
+              "--sample=5")
     check_common(r, "idle")
     has(r, "connections", "processes", "connect", "sample", "errors",
         "node_rss_kib_before", "node_rss_kib_after", "node_rss_kib_per_connection")
-    eq(r["processes"], 1, "processes")
-    eq(r["connect"]["connected"], 20, "connected")
-    eq(r["sample"], {"size": 5, "answered": 5}, "sample")
-    eq(r["errors"], 0, "errors")
+    assert r["processes"] == 1, "processes"
+    assert r["connect"]["connected"] == 20, "connected"
+    assert r["sample"] == {"size": 5, "answered": 5}, "sample"
+    assert r["errors"] == 0, "errors"
 
 
-@case(timeout=120)
-def idle_spreads_over_processes():
-    with Node(*FAST) as n:
-        r = bench("idle", url(n), "--connections=20", "--per-process=8", "--hold=0.2",
-                  "--sample=6")
-    eq(r["processes"], 3, "processes for 20 connections at 8 per process")
-    eq(r["connect"]["connected"], 20, "connected over all processes")
-    eq(r["sample"]["answered"], r["sample"]["size"], "sample answered")
-    eq(r["errors"], 0, "errors")
+@pytest.mark.timeout(120)
+def test_idle_spreads_over_processes(start_node):
+    n = start_node(*FAST)
+    r = bench("idle", url(n), "--connections=20", "--per-process=8", "--hold=0.2",
+              "--sample=6")
+    assert r["processes"] == 3, "processes for 20 connections at 8 per process"
+    assert r["connect"]["connected"] == 20, "connected over all processes"
+    assert r["sample"]["answered"] == r["sample"]["size"], "sample answered"
+    assert r["errors"] == 0, "errors"
 
 
-@case(timeout=120)
-def pairs_closed_loop():
-    with Node(*FAST) as n:
-        r = bench("pairs", url(n), f"--pid={n.pid}", "--connections=20", "--duration=1",
-                  "--window=4")
+@pytest.mark.timeout(120)
+def test_pairs_closed_loop(start_node):
+    n = start_node(*FAST)
+    r = bench("pairs", url(n), f"--pid={n.pid}", "--connections=20", "--duration=1",
+              "--window=4")
     check_traffic(r, "pairs", 20, "closed")
 
 
-@case(timeout=120)
-def pairs_open_loop():
-    with Node(*FAST) as n:
-        r = bench("pairs", url(n), f"--pid={n.pid}", "--connections=20", "--duration=1",
-                  "--rate=200", "--size=100")
+@pytest.mark.timeout(120)
+def test_pairs_open_loop(start_node):
+    n = start_node(*FAST)
+    r = bench("pairs", url(n), f"--pid={n.pid}", "--connections=20", "--duration=1",
+              "--rate=200", "--size=100")
     check_traffic(r, "pairs", 20, "open")
-    eq(r["offered_per_s"], 200, "offered_per_s")
+    assert r["offered_per_s"] == 200, "offered_per_s"
 
 
-@case(timeout=120)
-def echo_closed_loop():
-    with Node(*FAST) as n:
-        r = bench("echo", url(n), f"--pid={n.pid}", "--connections=20", "--duration=1")
+@pytest.mark.timeout(120)
+def test_echo_closed_loop(start_node):
+    n = start_node(*FAST)
+    r = bench("echo", url(n), f"--pid={n.pid}", "--connections=20", "--duration=1")
     check_traffic(r, "echo", 20, "closed")
 
 
 def check_presence(r, source):
     has(r, "flaps", "errors", "presence", "connection_failures", "measured")
-    eq(r["presence"]["source"], source, "presence source")
-    eq((r["flaps"], r["presence"]["not_online"], r["errors"]), (0, 0, 0),
-       "flaps, users not online at the end, errors")
+    assert r["presence"]["source"] == source, "presence source"
+    assert (r["flaps"], r["presence"]["not_online"], r["errors"]) == (0, 0, 0), (
+        "flaps, users not online at the end, errors")
 
 
 def check_churn(r, source):
     check_common(r, "churn")
     has(r, "users", "cycles", "cycles_per_s", "reconnect_us", "connected_at_end")
-    check(r["cycles"] > 0, f"no reconnection cycle: {r}")
-    eq(r["connected_at_end"], 20, f"users connected at the end (given up {r['given_up']}, "
-       f"failures {r.get('failure_reasons')})")
-    eq(r["reconnect_us"]["count"], r["cycles"], "reconnect latency samples")
+    assert r["cycles"] > 0, f"no reconnection cycle: {r}"
+    assert r["connected_at_end"] == 20, (
+        f"users connected at the end (given up {r['given_up']}, "
+        f"failures {r.get('failure_reasons')})")
+    assert r["reconnect_us"]["count"] == r["cycles"], "reconnect latency samples"
     check_presence(r, source)
 
 
@@ -149,24 +148,24 @@ def check_storm(r, source):
     check_common(r, "storm")
     has(r, "clients", "all_welcomed", "welcomed", "seconds_to_all_welcomed",
         "welcomed_after_us", "given_up")
-    eq((r["all_welcomed"], r["welcomed"], r["given_up"]), (True, 20, 0),
-       "all welcomed again, none given up")
-    eq(r["welcomed_after_us"]["count"], 20, "reconnect samples")
+    assert (r["all_welcomed"], r["welcomed"], r["given_up"]) == (True, 20, 0), (
+        "all welcomed again, none given up")
+    assert r["welcomed_after_us"]["count"] == 20, "reconnect samples"
     check_presence(r, source)
 
 
-@case(timeout=120)
-def churn_standalone_without_flaps():
-    with Node(*FAST, f"--presence.grace-period={LONG_GRACE}") as n:
-        r = bench("churn", url(n), f"--pid={n.pid}", "--connections=20", "--duration=1",
-                  "--hold-ms=20")
+@pytest.mark.timeout(120)
+def test_churn_standalone_without_flaps(start_node):
+    n = start_node(*FAST, f"--presence.grace-period={LONG_GRACE}")
+    r = bench("churn", url(n), f"--pid={n.pid}", "--connections=20", "--duration=1",
+              "--hold-ms=20")
     check_churn(r, "watcher")
 
 
-@case(timeout=120)
-def storm_standalone_without_flaps():
-    with Node(*FAST, f"--presence.grace-period={LONG_GRACE}") as n:
-        r = bench("storm", url(n), f"--pid={n.pid}", "--connections=20", "--jitter-ms=50")
+@pytest.mark.timeout(120)
+def test_storm_standalone_without_flaps(start_node):
+    n = start_node(*FAST, f"--presence.grace-period={LONG_GRACE}")
+    r = bench("storm", url(n), f"--pid={n.pid}", "--connections=20", "--jitter-ms=50")
     check_storm(r, "watcher")
 
 
@@ -174,12 +173,12 @@ def collect(*args):
     """Runs bench/collect.py as bench/run.sh does; returns its stdout lines."""
     p = subprocess.run([sys.executable, str(COLLECT), *map(str, args)],
                        capture_output=True, timeout=30)
-    eq(p.returncode, 0, f"collect.py exit status (stderr: {p.stderr[-500:]!r})")
+    assert p.returncode == 0, f"collect.py exit status (stderr: {p.stderr[-500:]!r})"
     return p.stdout.decode().splitlines()
 
 
-@case(timeout=180)
-def suite_summary_reports_each_target():
+@pytest.mark.timeout(180)
+def test_suite_summary_reports_each_target(start_node, tmp_path):
     # The runs bench/run.sh makes, tiny and under its names; then its summary.
     runs = {
         "idle-20": ("idle", "--connections=20", "--hold=0.2"),
@@ -188,99 +187,90 @@ def suite_summary_reports_each_target():
         "churn": ("churn", "--connections=20", "--duration=1", "--hold-ms=20"),
         "storm": ("storm", "--connections=20", "--jitter-ms=50"),
     }
-    with Node(*FAST, f"--presence.grace-period={LONG_GRACE}") as n, \
-            tempfile.TemporaryDirectory() as d:
-        out = Path(d)
-        for name, (scenario, *args) in runs.items():
-            r = bench(scenario, url(n), f"--pid={n.pid}", *args)
-            (out / f"{name}.json").write_text(json.dumps(r))
-        half = collect("--half-rate", out / "pairs-closed.json")
-        closed = json.loads((out / "pairs-closed.json").read_text())
-        eq(half, [str(int(closed["delivered_per_s"] // 2))], "half the closed-loop maximum")
-        r = bench("pairs", url(n), f"--pid={n.pid}", "--connections=20", "--duration=1",
-                  f"--rate={half[0]}")
-        (out / "pairs-open-half-max.json").write_text(json.dumps(r))
-        printed = collect(out)
-        targets = json.loads((out / "targets.json").read_text())
-        results = json.loads((out / "results.json").read_text())
-        latency_rows = (out / "latency.tsv").read_text().splitlines()[1:]
-    eq(sorted(results), sorted([*runs, "pairs-open-half-max"]), "runs in results.json")
-    eq(len(latency_rows), 2, "open-loop rows in latency.tsv")
+    n = start_node(*FAST, f"--presence.grace-period={LONG_GRACE}")
+    for name, (scenario, *args) in runs.items():
+        r = bench(scenario, url(n), f"--pid={n.pid}", *args)
+        (tmp_path / f"{name}.json").write_text(json.dumps(r))
+    half = collect("--half-rate", tmp_path / "pairs-closed.json")
+    closed = json.loads((tmp_path / "pairs-closed.json").read_text())
+    assert half == [str(int(closed["delivered_per_s"] // 2))], "half the closed-loop maximum"
+    r = bench("pairs", url(n), f"--pid={n.pid}", "--connections=20", "--duration=1",
+              f"--rate={half[0]}")
+    (tmp_path / "pairs-open-half-max.json").write_text(json.dumps(r))
+    printed = collect(tmp_path)
+    targets = json.loads((tmp_path / "targets.json").read_text())
+    results = json.loads((tmp_path / "results.json").read_text())
+    latency_rows = (tmp_path / "latency.tsv").read_text().splitlines()[1:]
+    assert sorted(results) == sorted([*runs, "pairs-open-half-max"]), "runs in results.json"
+    assert len(latency_rows) == 2, "open-loop rows in latency.tsv"
     for t in targets:
-        eq(sorted(t), ["figure", "holds", "target"], "fields of a target")
+        assert sorted(t) == ["figure", "holds", "target"], "fields of a target"
     by_target = {}
     for t in targets:
         by_target.setdefault(t["target"], []).append(t)
-    eq(sorted(by_target), ["latency", "memory", "presence", "throughput"], "targets reported")
-    check(isinstance(by_target["memory"][0]["holds"], bool), f"memory verdict: {targets}")
-    check(any("half the closed-loop maximum" in t["figure"] and isinstance(t["holds"], bool)
-              for t in by_target["latency"]), f"latency at half the maximum: {targets}")
-    eq([t["holds"] for t in by_target["presence"]], [True, True],
-       "presence holds in churn and storm")
-    eq(len(printed), len(targets), "one printed line per target")
+    assert sorted(by_target) == ["latency", "memory", "presence", "throughput"], "targets reported"
+    assert isinstance(by_target["memory"][0]["holds"], bool), f"memory verdict: {targets}"
+    assert any("half the closed-loop maximum" in t["figure"] and isinstance(t["holds"], bool)
+               for t in by_target["latency"]), f"latency at half the maximum: {targets}"
+    assert [t["holds"] for t in by_target["presence"]] == [True, True], (
+        "presence holds in churn and storm")
+    assert len(printed) == len(targets), "one printed line per target"
 
 
-def two_nodes(rs, prefix, stack, grace=LONG_GRACE):
-    nodes = [stack.enter_context(cluster_node(rs, prefix, f"b-{i}", *FAST, grace=grace))
-             for i in (1, 2)]
+def two_nodes(cluster_node, redis_server, prefix, grace=LONG_GRACE):
+    """Two ready cluster nodes, and the hubnode-bench options aimed at them."""
+    nodes = [cluster_node(f"b-{i}", *FAST, grace=grace) for i in (1, 2)]
     for n in nodes:
         wait_ready(n)
     return nodes, [url(n) for n in nodes] + [f"--pid={n.pid}" for n in nodes] + [
-        f"--redis=redis://127.0.0.1:{rs.port}", f"--key-prefix={prefix}"]
+        f"--redis=redis://127.0.0.1:{redis_server.port}", f"--key-prefix={prefix}"]
 
 
-@case(timeout=180)
-def cluster_pairs_across_nodes():
-    with RedisServer() as rs, contextlib.ExitStack() as stack:
-        _, args = two_nodes(rs, random_prefix(), stack)
-        r = bench("cluster", *args, "--connections=20", "--duration=1")
+@pytest.mark.timeout(180)
+def test_cluster_pairs_across_nodes(redis_server, cluster_node, key_prefix):
+    _, args = two_nodes(cluster_node, redis_server, key_prefix)
+    r = bench("cluster", *args, "--connections=20", "--duration=1")
     check_traffic(r, "cluster", 20, "closed")
 
 
-@case(timeout=180)
-def churn_and_storm_in_cluster_mode():
-    with RedisServer() as rs, contextlib.ExitStack() as stack:
-        _, args = two_nodes(rs, random_prefix(), stack)
-        churned = bench("churn", *args, "--connections=20", "--duration=1", "--hold-ms=20")
-        stormed = bench("storm", *args, "--connections=20", "--jitter-ms=50")
+@pytest.mark.timeout(180)
+def test_churn_and_storm_in_cluster_mode(redis_server, cluster_node, key_prefix):
+    _, args = two_nodes(cluster_node, redis_server, key_prefix)
+    churned = bench("churn", *args, "--connections=20", "--duration=1", "--hold-ms=20")
+    stormed = bench("storm", *args, "--connections=20", "--jitter-ms=50")
     check_churn(churned, "redis")
     check_storm(stormed, "redis")
 
 
-@case(timeout=180)
-def flaps_are_counted():
+@pytest.mark.timeout(180)
+def test_flaps_are_counted(redis_server, cluster_node, key_prefix):
     # Each user comes back 1 s after a 50 ms grace period: one offline event
     # per user is what the monitor must see (from Redis and from a watcher).
-    with RedisServer() as rs, contextlib.ExitStack() as stack:
-        _, args = two_nodes(rs, random_prefix(), stack, grace="50ms")
-        watcher_args = [a for a in args if not a.startswith(("--redis", "--key-prefix"))]
-        for source, how in (("redis", args), ("watcher", watcher_args)):
-            r = bench("churn", *how, "--connections=5", "--duration=0.5", "--cycles=1",
-                      "--reconnect-delay-ms=1000")
-            eq(r["presence"]["source"], source, "presence source")
-            check(r["flaps"] >= 1, f"no flap counted by the {source}: {r}")
+    _, args = two_nodes(cluster_node, redis_server, key_prefix, grace="50ms")
+    watcher_args = [a for a in args if not a.startswith(("--redis", "--key-prefix"))]
+    for source, how in (("redis", args), ("watcher", watcher_args)):
+        r = bench("churn", *how, "--connections=5", "--duration=0.5", "--cycles=1",
+                  "--reconnect-delay-ms=1000")
+        assert r["presence"]["source"] == source, "presence source"
+        assert r["flaps"] >= 1, f"no flap counted by the {source}: {r}"
 
 
-@case(timeout=120)
-def watcher_counts_users_beyond_one_watch_list():
+@pytest.mark.timeout(120)
+def test_watcher_counts_users_beyond_one_watch_list(start_node):
     # 1,100 users are more than one connection may watch (presence.max-watched,
     # 1000): every one of them must still be counted when it goes offline.
-    with Node("--presence.grace-period=50ms") as n:
-        r = bench("churn", url(n), "--connections=1100", "--duration=0.5", "--cycles=1",
-                  "--reconnect-delay-ms=1000")
-    eq(r["presence"]["source"], "watcher", "presence source")
-    eq(r["flaps"], 1100, "offline events counted, one per user")
-    eq(r["presence"]["not_online"], 0, "users not online at the end")
+    n = start_node("--presence.grace-period=50ms")
+    r = bench("churn", url(n), "--connections=1100", "--duration=0.5", "--cycles=1",
+              "--reconnect-delay-ms=1000")
+    assert r["presence"]["source"] == "watcher", "presence source"
+    assert r["flaps"] == 1100, "offline events counted, one per user"
+    assert r["presence"]["not_online"] == 0, "users not online at the end"
 
 
-@case
-def refuses_other_hosts():
+def test_refuses_other_hosts():
     for bad in ("ws://10.0.0.1:80/ws", "ws://example.com:80/ws", "http://127.0.0.1:80/ws",
                 "ws://0.0.0.0:80/ws"):
         p = subprocess.run([BENCH, "idle", f"--url={bad}"], capture_output=True, timeout=10)
-        eq(p.returncode, 2, f"exit status for --url={bad}")
-        eq(p.stdout, b"", f"stdout for --url={bad}")
+        assert p.returncode == 2, f"exit status for --url={bad}"
+        assert p.stdout == b"", f"stdout for --url={bad}"
 
-
-if __name__ == "__main__":
-    main()

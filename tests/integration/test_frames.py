@@ -6,17 +6,18 @@ import json
 import os
 import socket
 import struct
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (Node, RawWS, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT,  # noqa: E402
-                     case, check, eq, fail, in_thread, main, poll_metric)
+import pytest
+
+from hubnode_testing import (OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT, RawWS, in_thread,
+                             poll_metric)
 
 
 async def raw_session(n, fn):
     """fn(r) on a fresh raw connection of user 1 past its welcome, off the
     event loop; returns what fn returns."""
+
     def run():
         r = RawWS.connect(n, 1)
         try:
@@ -30,10 +31,10 @@ async def raw_session(n, fn):
 def ends_with(r, what, code):
     """The node closes `r` with `code`, then ends the TCP connection."""
     try:
-        eq(r.wait_end(3), ("close", code), what)
-        eq(r.wait_end(3), ("eof", None), f"{what}: after the close frame")
+        assert r.wait_end(3) == ("close", code), what
+        assert r.wait_end(3) == ("eof", None), f"{what}: after the close frame"
     except TimeoutError:
-        fail(f"{what}: connection still open")
+        pytest.fail(f"{what}: connection still open")
 
 
 def text_to_self(text):
@@ -52,12 +53,13 @@ def delivered(r, timeout=3):
     """The `message` frame among the next two (ack and message)."""
     got = [r.recv_json(timeout), r.recv_json(timeout)]
     msgs = [m for m in got if isinstance(m, dict) and m.get("type") == "message"]
-    check(len(msgs) == 1, f"expected an ack and a message, got {got!r}")
+    assert len(msgs) == 1, f"expected an ack and a message, got {got!r}"
     return msgs[0]
 
 
 def fragments(*parts):
     """Sends `parts` as one text message, a fragment each."""
+
     def send(r):
         for i, part in enumerate(parts):
             r.send_frame(OP_CONT if i else OP_TEXT, part, fin=i == len(parts) - 1)
@@ -87,49 +89,40 @@ VIOLATIONS = [
 ]
 
 
-@case
-async def violations_close_with_their_code():
-    async with Node() as n:
-        for what, send, code in VIOLATIONS:
-            await raw_session(n, lambda r: (send(r), ends_with(r, what, code)))
+async def test_violations_close_with_their_code(node):
+    for what, send, code in VIOLATIONS:
+        await raw_session(node, lambda r: (send(r), ends_with(r, what, code)))
 
 
-@case
-async def fragmented_text_delivered_whole():
+async def test_fragmented_text_delivered_whole(node):
     # one code point (U+1F600) over three fragments
     raw = text_to_self("\U0001F600 joined")
     at = raw.index(b"\xf0")
-    async with Node() as n:
-        m = await raw_session(n, lambda r: (
-            fragments(raw[:at + 1], raw[at + 1:at + 3], raw[at + 3:])(r), delivered(r))[1])
-        eq(m.get("data"), "\U0001F600 joined", "the joined message")
+    m = await raw_session(node, lambda r: (
+        fragments(raw[:at + 1], raw[at + 1:at + 3], raw[at + 3:])(r), delivered(r))[1])
+    assert m.get("data") == "\U0001F600 joined", "the joined message"
 
 
-@case
-async def ping_payload_answered_by_pong():
+async def test_ping_payload_answered_by_pong(node):
     def run(r):
         for payload in [b"", b"abc", bytes(range(125))]:
             r.send_frame(OP_PING, payload)
-            eq(r.recv_frame(3), (True, OP_PONG, payload), "answer to a ping")
-    async with Node() as n:
-        await raw_session(n, run)
+            assert r.recv_frame(3) == (True, OP_PONG, payload), "answer to a ping"
+    await raw_session(node, run)
 
 
-@case
-async def close_handshake_echoes_the_code():
+async def test_close_handshake_echoes_the_code(node):
     # what the client's close frame carries, and the code that comes back
     closes = [(struct.pack("!H", 4000) + b"bye", 4000), (struct.pack("!H", 1000), 1000),
               (b"", 1000)]  # no code: a normal close
-    async with Node() as n:
-        for payload, code in closes:
-            await raw_session(n, lambda r: (r.send_frame(OP_CLOSE, payload),
-                                            ends_with(r, f"close {payload!r}", code)))
-        await poll_metric(n, lambda v: v >= len(closes), "hubnode_connections_closed_total",
-                          reason="client")
+    for payload, code in closes:
+        await raw_session(node, lambda r: (r.send_frame(OP_CLOSE, payload),
+                                           ends_with(r, f"close {payload!r}", code)))
+    await poll_metric(node, lambda v: v >= len(closes), "hubnode_connections_closed_total",
+                      reason="client")
 
 
-@case
-async def frame_split_across_segments():
+async def test_frame_split_across_segments(node):
     # the node keeps the bytes of an incomplete frame between reads
     def run(r):
         r.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -138,18 +131,13 @@ async def frame_split_across_segments():
             r.sock.sendall(frame[i:i + 7])
             time.sleep(0.002)
         return delivered(r)
-    async with Node() as n:
-        m = await raw_session(n, run)
-        eq(m.get("data"), "x" * 300, "message sent in 7-byte pieces")
+    m = await raw_session(node, run)
+    assert m.get("data") == "x" * 300, "message sent in 7-byte pieces"
 
 
-@case
-async def sixty_four_bit_length_accepted():
-    async with Node("--server.max-message-size=100000", "--hub.send-queue-limit=1000000") as n:
-        m = await raw_session(n, lambda r: (r.send_frame(OP_TEXT, text_to_self("y" * 70000)),
-                                            delivered(r, 5))[1])
-        eq(m.get("data"), "y" * 70000, "a 70 KB message")
+async def test_sixty_four_bit_length_accepted(start_node):
+    n = start_node("--server.max-message-size=100000", "--hub.send-queue-limit=1000000")
+    m = await raw_session(n, lambda r: (r.send_frame(OP_TEXT, text_to_self("y" * 70000)),
+                                        delivered(r, 5))[1])
+    assert m.get("data") == "y" * 70000, "a 70 KB message"
 
-
-if __name__ == "__main__":
-    main()

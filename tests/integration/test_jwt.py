@@ -6,13 +6,10 @@ import base64
 import hashlib
 import hmac
 import json
-import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (Bystander, Node, RawWS, assert_error, case, check, eq,  # noqa: E402
-                     in_thread, last_line, metric, run_once, tail, upgrade)
+from hubnode_testing import (Bystander, Client, assert_error, in_thread, last_line, metric,
+                             run_once, tail, upgrade)
 
 SECRET = "jwt-test-secret-" + "k" * 32  # 48 bytes
 JWT = ["--auth.mode=jwt", f"--auth.jwt-secret={SECRET}"]
@@ -38,13 +35,10 @@ def bystander(n):
                                  for u in (900001, 900002)])
 
 
-def welcome_of(n, headers=None, path="/ws"):
-    resp, sock, left = upgrade(n, headers=headers, path=path)
-    check(resp.status == 101, f"upgrade {path} answered {resp.status} {resp.body[:200]!r}")
-    c = RawWS(sock, left)
-    first = c.recv_json()
-    eq(first.get("type"), "welcome", "first frame")
-    return c, first
+async def welcome_of(n, headers=None, path="/ws"):
+    """A client admitted with these credentials, and its welcome."""
+    c = await Client.connect(n, None, headers=headers, path=path)
+    return c, c.welcome
 
 
 def unauthorized(n, headers=None, path="/ws", what=""):
@@ -52,40 +46,37 @@ def unauthorized(n, headers=None, path="/ws", what=""):
     assert_error(resp, 401, "unauthorized", what)
 
 
-@case
-def header_token_admits_sub():
-    with Node(*JWT) as n:
-        c, w = welcome_of(n, bearer(make_token({"sub": "42"})))
-        eq(w.get("userId"), "42", "welcome userId")
-        c.close()
-        c, w = welcome_of(n, bearer(make_token({"sub": "007",
-                                                "exp": int(time.time()) + 600})))
-        eq(w.get("userId"), "7", "welcome userId of sub 007")
-        c.close()
+async def test_header_token_admits_sub(start_node):
+    n = start_node(*JWT)
+    c, w = await welcome_of(n, bearer(make_token({"sub": "42"})))
+    assert w.get("userId") == "42", "welcome userId"
+    await c.close()
+    c, w = await welcome_of(n, bearer(make_token({"sub": "007",
+                                                  "exp": int(time.time()) + 600})))
+    assert w.get("userId") == "7", "welcome userId of sub 007"
+    await c.close()
 
 
-@case
-def query_token_admits_sub_and_userid_is_ignored():
-    with Node(*JWT) as n:
-        c, w = welcome_of(n, path=f"/ws?token={make_token({'sub': '43'})}&userId=99")
-        eq(w.get("userId"), "43", "welcome userId")
-        c.close()
-        # userId alone is no identity in jwt mode
-        unauthorized(n, path="/ws?userId=5", what="userId without a token")
+async def test_query_token_admits_sub_and_userid_is_ignored(start_node):
+    n = start_node(*JWT)
+    c, w = await welcome_of(n, path=f"/ws?token={make_token({'sub': '43'})}&userId=99")
+    assert w.get("userId") == "43", "welcome userId"
+    await c.close()
+    # userId alone is no identity in jwt mode
+    await in_thread(unauthorized, n, path="/ws?userId=5", what="userId without a token")
 
 
-@case
-def header_wins_over_query():
-    with Node(*JWT) as n:
-        good, bad = make_token({"sub": "1"}), make_token({"sub": "2"}, secret="x" * 40)
-        c, w = welcome_of(n, bearer(good), path=f"/ws?token={bad}")
-        eq(w.get("userId"), "1", "header token used")
-        c.close()
-        unauthorized(n, bearer(bad), path=f"/ws?token={good}", what="bad header, good query")
+async def test_header_wins_over_query(start_node):
+    n = start_node(*JWT)
+    good, bad = make_token({"sub": "1"}), make_token({"sub": "2"}, secret="x" * 40)
+    c, w = await welcome_of(n, bearer(good), path=f"/ws?token={bad}")
+    assert w.get("userId") == "1", "header token used"
+    await c.close()
+    await in_thread(unauthorized, n, bearer(bad), path=f"/ws?token={good}",
+                    what="bad header, good query")
 
 
-@case
-async def bad_tokens_are_401_unauthorized():
+async def test_bad_tokens_are_401_unauthorized(start_node):
     now = int(time.time())
     good = make_token({"sub": "42"})
     h, p, s = good.split(".")
@@ -112,7 +103,8 @@ async def bad_tokens_are_401_unauthorized():
         # just over the 8 KiB token limit
         "oversized": make_token({"sub": "42", "pad": "x" * 6100}),
     }
-    check(8192 < len(bad["oversized"]) < 8400, f"oversized is {len(bad['oversized'])}")
+    assert 8192 < len(bad["oversized"]) < 8400, f"oversized is {len(bad['oversized'])}"
+
     def reject_all():
         count = 0
         for what, tok in bad.items():
@@ -125,75 +117,69 @@ async def bad_tokens_are_401_unauthorized():
                     count += 1
             count += 1
         return count
-    async with Node(*JWT) as n, bystander(n):
+
+    n = start_node(*JWT)
+    async with bystander(n):
         before = await in_thread(metric, n, "hubnode_handshakes_rejected_total",
                                  reason="unauthorized") or 0
         count = await in_thread(reject_all)
         after = await in_thread(metric, n, "hubnode_handshakes_rejected_total",
                                 reason="unauthorized")
-        eq(after - before, count, "rejected{reason=unauthorized}")
-        c, w = await in_thread(welcome_of, n, bearer(good))
-        eq(w.get("userId"), "42", "welcome after the bad ones")
-        c.close()
+        assert after - before == count, "rejected{reason=unauthorized}"
+        c, w = await welcome_of(n, bearer(good))
+        assert w.get("userId") == "42", "welcome after the bad ones"
+        await c.close()
 
 
-@case
-async def token_expiring_while_open_closes_1008():
-    async with Node(*JWT) as n, bystander(n):
+async def test_token_expiring_while_open_closes_1008(start_node):
+    n = start_node(*JWT)
+    async with bystander(n):
         exp = time.time() + 1.5
-        c, w = await in_thread(welcome_of, n, bearer(make_token({"sub": "9", "exp": exp})))
-        stay, _ = await in_thread(welcome_of, n, bearer(make_token({"sub": "10"})))
-        end = await in_thread(c.wait_end, 5, answer_pings=True)
+        c, w = await welcome_of(n, bearer(make_token({"sub": "9", "exp": exp})))
+        stay, _ = await welcome_of(n, bearer(make_token({"sub": "10"})))
+        code = await c.wait_closed(5)  # None: dropped without a close frame
         at = time.time()
-        eq(end, ("close", 1008), "close at expiry")
-        check(at >= exp - 0.05, f"closed {exp - at:.2f}s before exp")
-        check(at <= exp + 1.5, f"closed {at - exp:.2f}s after exp")
-        c.close()
-        stay.send_json({"type": "ping", "ref": "p"})
-        eq(await in_thread(stay.recv_json, answer_pings=True), {"type": "pong", "ref": "p"},
-           "token without exp still open")
-        stay.close()
+        assert code == 1008, "close at expiry"
+        assert at >= exp - 0.05, f"closed {exp - at:.2f}s before exp"
+        assert at <= exp + 1.5, f"closed {at - exp:.2f}s after exp"
+        await stay.send({"type": "ping", "ref": "p"})
+        pong = await stay.recv()
+        assert pong == {"type": "pong", "ref": "p"}, "token without exp still open"
+        await stay.close()
 
 
-@case
-def jwt_without_or_with_short_secret_exits_2():
+def test_jwt_without_or_with_short_secret_exits_2(start_node):
     for args, words in [
         (["--auth.mode=jwt"], ["jwt-secret"]),
         (["--auth.mode=jwt", "--auth.jwt-secret=short-secret-31-bytes-long-xxxx"],
          ["32 bytes"]),
     ]:
         rc, out, err = run_once(["--server.port=0"] + args)
-        eq(rc, 2, f"exit status for {args}; stderr {tail(err, 3)!r}")
-        eq(out, "", "stdout")
+        assert rc == 2, f"exit status for {args}; stderr {tail(err, 3)!r}"
+        assert out == "", "stdout"
         last = last_line(err)
-        check(any(w in last for w in words), f"last stderr line {last!r} lacks {words}")
-        check("short-secret" not in err, f"the secret is in stderr: {err!r}")
-    # exactly 32 bytes is enough
-    with Node("--auth.mode=jwt", "--auth.jwt-secret=" + "s" * 32):
-        pass
+        assert any(w in last for w in words), f"last stderr line {last!r} lacks {words}"
+        assert "short-secret" not in err, f"the secret is in stderr: {err!r}"
+    # exactly 32 bytes is enough (teardown checks it stops cleanly)
+    start_node("--auth.mode=jwt", "--auth.jwt-secret=" + "s" * 32)
 
 
-@case
-def secret_and_tokens_never_logged():
+async def test_secret_and_tokens_never_logged(start_node):
     tok = make_token({"sub": "77", "exp": int(time.time()) + 600})
     bad = make_token({"sub": "78"}, secret="b" * 48)
-    n = Node(*JWT, "--logger.console-verbosity=debug", "--server.api-key=api-key-s3cret")
-    with n:
-        c, _ = welcome_of(n, bearer(tok))
-        c.close()
-        c, _ = welcome_of(n, path=f"/ws?token={tok}")
-        c.close()
-        unauthorized(n, bearer(bad))
-        unauthorized(n, path=f"/ws?token={bad}")
-        time.sleep(0.3)
+    n = start_node(*JWT, "--logger.console-verbosity=debug", "--server.api-key=api-key-s3cret")
+    c, _ = await welcome_of(n, bearer(tok))
+    await c.close()
+    c, _ = await welcome_of(n, path=f"/ws?token={tok}")
+    await c.close()
+    await in_thread(unauthorized, n, bearer(bad))
+    await in_thread(unauthorized, n, path=f"/ws?token={bad}")
+    await in_thread(n.close)  # everything it logged is on stderr now
     err = n.stderr_text()
-    check("userid trusts" not in err, "the userid-mode warning is logged in jwt mode")
-    check("rejected handshake" in err, "rejections are not logged at all")
+    assert "userid trusts" not in err, "the userid-mode warning is logged in jwt mode"
+    assert "rejected handshake" in err, "rejections are not logged at all"
     for secret in [SECRET, "api-key-s3cret", tok, bad, tok.split(".")[2],
                    bad.split(".")[2]]:
-        check(secret not in err, f"stderr holds a secret or token ({secret[:12]}...)")
+        assert secret not in err, f"stderr holds a secret or token ({secret[:12]}...)"
 
 
-if __name__ == "__main__":
-    from harness import main
-    main()

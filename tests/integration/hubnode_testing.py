@@ -1,21 +1,23 @@
-"""Black-box harness for hubnode integration tests.
+"""Shared pieces of hubnode's integration tests (pytest; fixtures in conftest.py).
 
-Drives the real binary over real loopback sockets. Standard library plus
-python3-websockets (Debian's, so run these files with /usr/bin/python3).
+Drives the real binary over real loopback sockets: standard library,
+python3-websockets and python3-redis (Debian's, so run pytest with
+/usr/bin/python3).
 
 Pieces:
-  Node            start/stop one hubnode process (context manager)
+  Node            one hubnode process: start, signal, stop (stop() checks exit
+                  status, stdout and sanitizer reports; close() fails on them)
   run_once        run the binary to completion (bad configuration, --help)
   http            one HTTP/1.1 request over a raw socket, parsed response
-  RawWS           a hand-rolled WebSocket client over a raw socket
+  RawWS           a hand-rolled WebSocket client over a raw socket, for what
+                  no library sends (bad frames, raw handshakes, slowloris)
   Client          a websockets client that reads the welcome first
   Bystander       a well-behaved pair talking all through a hostile test
   RedisServer     a redis-server of the test's own on a free loopback port
                   (stop/start on the same port, with or without its data)
-  RedisConn       a tiny RESP client (stdlib sockets); Subscriber: SUBSCRIBE
-                  in a thread, recording every message
-  cluster_node    a Node in cluster mode on a RedisServer, short timings
-  case / main     a tiny test runner: "ok NAME" / "FAIL NAME: reason"
+  Subscriber      redis-py pub/sub in a thread, recording every message
+  cluster_args    the options of a cluster-mode node with short timings
+  poll_until      wait for a condition (blocking; apoll_until for async)
 """
 
 import asyncio
@@ -24,23 +26,20 @@ import inspect
 import json
 import os
 import re
-import select
+import shutil
 import signal
 import socket
 import struct
 import subprocess
-import sys
+import tempfile
 import threading
 import time
-import traceback
 import urllib.parse
 from pathlib import Path
 
-try:
-    import websockets
-    import websockets.exceptions
-except ImportError:  # pragma: no cover - reported by main()
-    websockets = None
+import redis
+import websockets
+import websockets.exceptions
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = os.environ.get("HUBNODE_BIN") or str(REPO / "build" / "hubnode")
@@ -54,26 +53,6 @@ LINE_ANY_RE = re.compile(
     r"presence=(?P<presence>memory|redis)$")
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
-
-
-class Skip(Exception):
-    pass
-
-
-def fail(msg):
-    raise AssertionError(msg)
-
-
-def check(cond, msg):
-    if not cond:
-        raise AssertionError(msg)
-
-
-def eq(actual, expected, what=""):
-    if actual != expected:
-        raise AssertionError(f"{what}: expected {expected!r}, got {actual!r}"
-                             if what else
-                             f"expected {expected!r}, got {actual!r}")
 
 
 # --------------------------------------------------------------------------
@@ -148,21 +127,21 @@ def sanitizer_report(text, n=40):
 class Node:
     """One hubnode process listening on a kernel-chosen loopback port.
 
-    with Node("--hub.ping-interval=200ms") as n:
+    n = Node("--hub.ping-interval=200ms").start()
         n.host, n.port, n.node, n.proc
-    On exit: SIGTERM, bounded wait (SIGKILL after STOP_TIMEOUT), then checks
+    stop(): SIGTERM, bounded wait (SIGKILL after STOP_TIMEOUT), then checks
     that the node did not die on its own, exited 0 (unless the test killed
     it with SIGKILL), wrote only its one line to stdout and no sanitizer
-    report to stderr.
+    report to stderr. Tests get nodes from conftest's fixtures, which close()
+    them at teardown.
     """
 
-    def __init__(self, *opts, port0=True, args=None, start_timeout=START_TIMEOUT,
-                 presence="memory"):
+    def __init__(self, *opts, args=None, start_timeout=START_TIMEOUT, presence="memory"):
         # presence: the mode the listening line must name ("memory" or
-        # "redis"; cluster tests use cluster_node() below)
+        # "redis"; cluster tests use cluster_args() below)
         self.presence = presence
         if args is None:
-            args = (["--server.port=0"] if port0 else []) + list(opts)
+            args = ["--server.port=0"] + list(opts)
         self.args = [BIN] + list(args)
         self.start_timeout = start_timeout
         self.proc = None
@@ -175,7 +154,7 @@ class Node:
     # --- lifecycle
     def start(self):
         if not os.path.exists(BIN):
-            fail(f"node binary {BIN} does not exist")
+            raise AssertionError(f"node binary {BIN} does not exist")
         self.proc = subprocess.Popen(self.args, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE)
@@ -187,12 +166,12 @@ class Node:
         if not got:
             rc = self.proc.poll()
             self._kill()
-            fail((f"node exited with status {rc} before printing its listening line"
-                  if rc is not None else
-                  f"node did not print its listening line within {self.start_timeout}s")
-                 + f" (args={self.args[1:]}); "
-                 f"stdout={self.out.text()!r}; stderr tail:\n"
-                 f"{tail(self.err.text())}")
+            what = (f"node exited with status {rc} before printing its listening line"
+                    if rc is not None else
+                    f"node did not print its listening line within {self.start_timeout}s")
+            raise AssertionError(f"{what} (args={self.args[1:]}); "
+                                 f"stdout={self.out.text()!r}; stderr tail:\n"
+                                 f"{tail(self.err.text())}")
         first = self.out.text().split("\n", 1)[0]
         self.started_at = time.monotonic()
         m = LINE_ANY_RE.match(first)
@@ -200,9 +179,9 @@ class Node:
             m = None
         if not m:
             self._kill()
-            fail(f"first stdout line is not the listening line "
-                 f"(expected presence={self.presence}): {first!r}; "
-                 f"stderr tail:\n{tail(self.err.text())}")
+            raise AssertionError(f"first stdout line is not the listening line "
+                                 f"(expected presence={self.presence}): {first!r}; "
+                                 f"stderr tail:\n{tail(self.err.text())}")
         self.line = first
         self.host = m.group("host")
         self.port = int(m.group("port"))
@@ -279,29 +258,10 @@ class Node:
             problems.append(f"stdout holds more than the listening line: {out!r}")
         return problems
 
-    def _stopped(self, et, problems):
-        if et is None and problems:
-            fail("; ".join(problems))
-        # The case failed already; what went wrong with the node (a
-        # sanitizer report, say) may be why, so it goes to the log.
-        for problem in problems:
-            print(f"note: node {self.node}: {problem}", flush=True)
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, et, ev, tb):
-        self._stopped(et, self.stop())
-        return False
-
-    async def __aenter__(self):
-        return await in_thread(self.start)
-
-    async def __aexit__(self, et, ev, tb):
-        # stop from a worker thread so that this loop's clients keep running
-        # (they answer the node's close frames during its shutdown)
-        self._stopped(et, await in_thread(self.stop))
-        return False
+    def close(self):
+        """stop(), failing on what it found (a sanitizer report, say)."""
+        problems = self.stop()
+        assert not problems, f"node {self.node}: " + "; ".join(problems)
 
     # --- conveniences
     @property
@@ -333,7 +293,7 @@ def run_once(args, timeout=10.0):
     err = err.decode("utf-8", "replace")
     report = sanitizer_report(err)
     if report:
-        fail(f"sanitizer report from {args}:\n{report}")
+        raise AssertionError(f"sanitizer report from {args}:\n{report}")
     return rc, out.decode("utf-8", "replace"), err
 
 
@@ -377,7 +337,7 @@ class Resp:
         try:
             return json.loads(self.body.decode("utf-8"))
         except Exception as e:
-            fail(f"HTTP {self.status} body is not JSON ({e}): {self.body[:300]!r}")
+            raise AssertionError(f"HTTP {self.status} body is not JSON ({e}): {self.body[:300]!r}")
 
     def __repr__(self):
         return f"<HTTP {self.status} {self.headers.get('content-type')} {self.body[:200]!r}>"
@@ -418,7 +378,7 @@ def read_response(sock, timeout=5.0, body_expected=True):
     lines = head.decode("latin-1").split("\r\n")
     m = re.match(r"HTTP/1\.[01] (\d{3}) ?(.*)", lines[0])
     if not m:
-        fail(f"not an HTTP status line: {lines[0]!r}")
+        raise AssertionError(f"not an HTTP status line: {lines[0]!r}")
     status = int(m.group(1))
     headers = {}
     for line in lines[1:]:
@@ -480,25 +440,25 @@ def http(node, method, path, headers=None, body=None, timeout=5.0):
 def assert_error(resp, status, code, what=""):
     """SPEC 2: every error body is {"error":CODE,"message":TEXT}, JSON typed."""
     p = f"{what}: " if what else ""
-    check(resp.status == status,
-          f"{p}expected HTTP {status} {code}, got {resp.status} body={resp.body[:300]!r}")
+    assert resp.status == status, (
+        f"{p}expected HTTP {status} {code}, got {resp.status} body={resp.body[:300]!r}")
     ct = resp.headers.get("content-type", "")
-    check(ct.split(";")[0].strip().lower() == "application/json",
-          f"{p}error Content-Type is {ct!r}, expected application/json")
+    assert ct.split(";")[0].strip().lower() == "application/json", (
+        f"{p}error Content-Type is {ct!r}, expected application/json")
     j = resp.json()
-    check(isinstance(j, dict), f"{p}error body is not an object: {j!r}")
-    eq(j.get("error"), code, f"{p}error code")
-    check(isinstance(j.get("message"), str) and j["message"],
-          f"{p}error body lacks a non-empty message string: {j!r}")
+    assert isinstance(j, dict), f"{p}error body is not an object: {j!r}"
+    assert j.get("error") == code, f"{p}error code"
+    assert isinstance(j.get("message"), str) and j["message"], (
+        f"{p}error body lacks a non-empty message string: {j!r}")
     return j
 
 
 def get_json(node, path, status=200, headers=None):
     r = http(node, "GET", path, headers=headers)
-    check(r.status == status, f"GET {path}: expected {status}, got {r.status} {r.body[:300]!r}")
+    assert r.status == status, f"GET {path}: expected {status}, got {r.status} {r.body[:300]!r}"
     ct = r.headers.get("content-type", "")
-    check(ct.split(";")[0].strip().lower() == "application/json",
-          f"GET {path}: Content-Type {ct!r}, expected application/json")
+    assert ct.split(";")[0].strip().lower() == "application/json", (
+        f"GET {path}: Content-Type {ct!r}, expected application/json")
     return r.json()
 
 
@@ -535,7 +495,7 @@ def parse_metrics(text):
 
 def metrics(node):
     r = http(node, "GET", "/metrics")
-    check(r.status == 200, f"/metrics answered {r.status}")
+    assert r.status == 200, f"/metrics answered {r.status}"
     return parse_metrics(r.body.decode("utf-8", "replace"))
 
 
@@ -553,8 +513,8 @@ async def poll_metric(node, pred, name, timeout=3.0, **labels):
         if v is not None and pred(v):
             return v
         if time.monotonic() > deadline:
-            fail(f"metric {series_key(name, labels)} = {v!r} did not satisfy the "
-                 f"condition within {timeout}s")
+            raise AssertionError(f"metric {series_key(name, labels)} = {v!r} did not satisfy the "
+                                 f"condition within {timeout}s")
         await asyncio.sleep(0.05)
 
 
@@ -623,8 +583,9 @@ class RawWS:
     def connect(cls, node, user, headers=None, rcvbuf=None, timeout=5.0):
         resp, s, left = upgrade(node, user, headers=headers, rcvbuf=rcvbuf,
                                 timeout=timeout)
-        check(resp.status == 101, f"upgrade for user {user} answered {resp.status} "
-              f"{resp.body[:200]!r}")
+        assert resp.status == 101, (
+            f"upgrade for user {user} answered {resp.status} "
+            f"{resp.body[:200]!r}")
         return cls(s, left)
 
     def send_frame(self, opcode, payload=b"", fin=True, mask=True):
@@ -707,9 +668,9 @@ class RawWS:
             if op == OP_CLOSE:
                 return ("close", close_code(payload))
             if op == OP_TEXT:
-                check(fin, "server sent a fragmented text message (unexpected here)")
+                assert fin, "server sent a fragmented text message (unexpected here)"
                 return json.loads(payload.decode("utf-8"))
-            fail(f"unexpected opcode {op} from server")
+            raise AssertionError(f"unexpected opcode {op} from server")
 
     def wait_end(self, timeout, answer_pings=False):
         """Read until close frame or EOF. Returns ('close', code) or ('eof', None).
@@ -776,7 +737,7 @@ class Client:
                                       extra_headers=headers, origin=origin,
                                       max_queue=None)
         first = await recv_json(ws, timeout)
-        check(first.get("type") == "welcome", f"first frame is not a welcome: {first!r}")
+        assert first.get("type") == "welcome", f"first frame is not a welcome: {first!r}"
         return cls(ws, first)
 
     @property
@@ -791,7 +752,7 @@ class Client:
 
     async def expect(self, typ, timeout=3.0):
         m = await self.recv(timeout)
-        check(m.get("type") == typ, f"expected a {typ!r} frame, got {m!r}")
+        assert m.get("type") == typ, f"expected a {typ!r} frame, got {m!r}"
         return m
 
     def next_ref(self, prefix="r"):
@@ -813,7 +774,7 @@ class Client:
     async def quiet(self, timeout=3.0, what=""):
         """Assert nothing but the pong arrives."""
         seen = await self.barrier(timeout)
-        check(not seen, f"{what + ': ' if what else ''}unexpected frames {seen!r}")
+        assert not seen, f"{what + ': ' if what else ''}unexpected frames {seen!r}"
 
     async def send_msg(self, to, data, ref=None):
         obj = {"type": "send", "to": to, "data": data}
@@ -833,7 +794,7 @@ class Client:
         try:
             await asyncio.wait_for(self.ws.wait_closed(), timeout)
         except asyncio.TimeoutError:
-            fail(f"connection still open after {timeout}s")
+            raise AssertionError(f"connection still open after {timeout}s")
         rcvd = getattr(self.ws, "close_rcvd", None)
         return rcvd.code if rcvd is not None else None
 
@@ -908,35 +869,36 @@ class Bystander:
         await self._send_next()  # sent after the hostile input is over
         deadline = time.monotonic() + self.timeout
         while len(self.received) < self.sent or len(self.acked) < self.sent:
-            check(not self.other, f"bystander got unexpected frames {self.other[:3]!r}")
-            check(all(not t.done() for t in self.tasks[1:]),
-                  f"bystander connection ended after {len(self.received)} of "
-                  f"{self.sent} messages")
+            assert not self.other, f"bystander got unexpected frames {self.other[:3]!r}"
+            assert all(not t.done() for t in self.tasks[1:]), (
+                f"bystander connection ended after {len(self.received)} of "
+                f"{self.sent} messages")
             self.progress.clear()
             try:
                 await asyncio.wait_for(self.progress.wait(),
                                        max(0.0, deadline - time.monotonic()))
             except asyncio.TimeoutError:
-                fail(f"bystander got {len(self.received)} of {self.sent} messages and "
-                     f"{len(self.acked)} acks within {self.timeout}s")
-        eq(self.received, list(range(1, self.sent + 1)), "bystander messages in order")
-        eq(self.acked, [f"b{i}" for i in range(1, self.sent + 1)], "bystander acks")
-        check(not self.other, f"bystander got unexpected frames {self.other[:3]!r}")
+                raise AssertionError(f"bystander got {len(self.received)} of {self.sent} "
+                                     f"messages and {len(self.acked)} acks within "
+                                     f"{self.timeout}s")
+        assert self.received == list(range(1, self.sent + 1)), "bystander messages in order"
+        assert self.acked == [f"b{i}" for i in range(1, self.sent + 1)], "bystander acks"
+        assert not self.other, f"bystander got unexpected frames {self.other[:3]!r}"
 
 
 async def recv_json(ws, timeout=3.0):
     try:
         raw = await asyncio.wait_for(ws.recv(), timeout)
     except asyncio.TimeoutError:
-        fail(f"no frame within {timeout}s")
+        raise AssertionError(f"no frame within {timeout}s")
     except websockets.exceptions.ConnectionClosed as e:
-        fail(f"connection closed while waiting for a frame: code={_cc_code(e)}")
-    check(isinstance(raw, str), f"server sent a binary frame: {raw[:100]!r}")
+        raise AssertionError(f"connection closed while waiting for a frame: code={_cc_code(e)}")
+    assert isinstance(raw, str), f"server sent a binary frame: {raw[:100]!r}"
     try:
         m = json.loads(raw)
     except ValueError:
-        fail(f"server frame is not JSON: {raw[:200]!r}")
-    check(isinstance(m, dict), f"server frame is not a JSON object: {raw[:200]!r}")
+        raise AssertionError(f"server frame is not JSON: {raw[:200]!r}")
+    assert isinstance(m, dict), f"server frame is not a JSON object: {raw[:200]!r}"
     return m
 
 
@@ -952,7 +914,7 @@ async def recv_until(client, pred, timeout=3.0, what="frame"):
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
-            fail(f"no {what} within {timeout}s; got {skipped[:5]!r}")
+            raise AssertionError(f"no {what} within {timeout}s; got {skipped[:5]!r}")
         m = await client.recv(left)
         if pred(m):
             return m, skipped
@@ -970,128 +932,35 @@ def now_ms():
 
 
 # --------------------------------------------------------------------------
-# Redis (cluster mode): a real redis-server on loopback, a tiny RESP client,
-# a pub/sub listener, and cluster nodes wired to it
+# Redis (cluster mode): a real redis-server on loopback, a redis-py pub/sub
+# listener, and the options of cluster nodes wired to it
 
 
 REDIS_SERVER = os.environ.get("HUBNODE_REDIS_SERVER") or "/usr/bin/redis-server"
-
-
-class RedisError(Exception):
-    """An error reply (-ERR ...) from Redis."""
-
-
-def _resp_encode(args):
-    out = [b"*%d\r\n" % len(args)]
-    for a in args:
-        if isinstance(a, str):
-            a = a.encode()
-        elif not isinstance(a, bytes):
-            a = str(a).encode()
-        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
-    return b"".join(out)
-
-
-def _resp_read(f):
-    """One RESP2 reply from a binary file object. Bulk strings come back as
-    str (utf-8), nil as None, errors as RedisError instances (not raised, so
-    that a reply inside an array stays in place)."""
-    line = f.readline()
-    if not line:
-        raise EOFError("redis closed the connection")
-    if not line.endswith(b"\r\n"):
-        raise EOFError(f"truncated redis reply {line[:100]!r}")
-    t, rest = line[:1], line[1:-2]
-    if t == b"+":
-        return rest.decode()
-    if t == b"-":
-        return RedisError(rest.decode())
-    if t == b":":
-        return int(rest)
-    if t == b"$":
-        n = int(rest)
-        if n < 0:
-            return None
-        data = f.read(n + 2)
-        if len(data) < n + 2:
-            raise EOFError("truncated redis bulk string")
-        return data[:n].decode("utf-8", "replace")
-    if t == b"*":
-        n = int(rest)
-        if n < 0:
-            return None
-        return [_resp_read(f) for _ in range(n)]
-    raise EOFError(f"unknown redis reply type {line[:100]!r}")
-
-
-class RedisConn:
-    """One blocking RESP connection; reconnects on the next command after a
-    failure (so a test can keep using it across a redis-server restart)."""
-
-    def __init__(self, port, host=HOST, timeout=3.0):
-        self.addr = (host, port)
-        self.timeout = timeout
-        self.sock = None
-        self.f = None
-        self.lock = threading.Lock()
-
-    def _connect(self):
-        self.sock = socket.create_connection(self.addr, timeout=self.timeout)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.f = self.sock.makefile("rb")
-
-    def _drop(self):
-        if self.sock is not None:
-            try:
-                self.f.close()
-                self.sock.close()
-            except OSError:
-                pass
-        self.sock = self.f = None
-
-    def close(self):
-        with self.lock:
-            self._drop()
-
-    def __call__(self, *args):
-        """Run one command; returns the reply, raises RedisError on an error
-        reply and OSError/EOFError when Redis is unreachable."""
-        with self.lock:
-            try:
-                if self.sock is None:
-                    self._connect()
-                self.sock.sendall(_resp_encode(args))
-                r = _resp_read(self.f)
-            except (OSError, EOFError, ValueError):
-                self._drop()
-                raise
-        if isinstance(r, RedisError):
-            raise r
-        return r
+# what redis-py raises while Redis is down, restarting or loading its data
+REDIS_DOWN = (OSError, EOFError, redis.RedisError)
 
 
 class RedisServer:
     """A redis-server of the test's own on a free loopback port.
 
-    rs = RedisServer().start()   (or: with RedisServer() as rs:)
-    rs("SMEMBERS", "p:online"); rs.stop(); rs.start()  (same port)
+    rs = RedisServer().start(); rs.client.smembers("p:online")
+    rs.stop(); rs.start()  (same port)
     persist=True: append-only file in rs.dir, so a stop/start keeps the data;
     rs.wipe() empties rs.dir (a later start begins without data)."""
 
-    def __init__(self, port=None, persist=False, start_timeout=10.0):
-        import tempfile
-        self.port = port or free_port()
+    def __init__(self, persist=False, start_timeout=10.0):
+        self.port = free_port()
         self.persist = persist
         self._tmp = tempfile.TemporaryDirectory(prefix="hubnode-redis-")
         self.dir = self._tmp.name
         self.start_timeout = start_timeout
         self.proc = None
-        self.conn = RedisConn(self.port)
         self.log = os.path.join(self.dir, "redis.log")
-
-    @property
-    def url(self):
-        return f"redis://{HOST}:{self.port}"
+        # redis-py reconnects on the next command after a failure, so a test
+        # keeps using this client across a stop/start
+        self.client = redis.Redis(host=HOST, port=self.port, decode_responses=True,
+                                  socket_timeout=3.0, socket_connect_timeout=3.0)
 
     def args(self):
         a = [REDIS_SERVER, "--port", str(self.port), "--bind", HOST,
@@ -1104,29 +973,32 @@ class RedisServer:
         return a
 
     def start(self):
-        if not os.path.exists(REDIS_SERVER):
-            fail(f"{REDIS_SERVER} does not exist (Debian package redis-server)")
+        assert os.path.exists(REDIS_SERVER), (
+            f"{REDIS_SERVER} does not exist (Debian package redis-server)")
         if self.running():
             return self
         self.proc = subprocess.Popen(self.args(), stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + self.start_timeout
-        while True:
-            try:
-                if self.conn("PING") == "PONG":
-                    break
-            except (OSError, EOFError, RedisError):
-                pass
+        while not self._answers():
             if self.proc.poll() is not None:
-                fail(f"redis-server exited with status {self.proc.returncode} at "
-                     f"start on port {self.port}; log tail:\n{tail(self._log_text())}")
+                raise AssertionError(
+                    f"redis-server exited with status {self.proc.returncode} at start on "
+                    f"port {self.port}; log tail:\n{tail(self._log_text())}")
             if time.monotonic() > deadline:
                 self._kill()
-                fail(f"redis-server did not answer PING within {self.start_timeout}s")
+                raise AssertionError(
+                    f"redis-server did not answer PING within {self.start_timeout}s")
             time.sleep(0.02)
         self.started_at = time.monotonic()
         return self
+
+    def _answers(self):
+        try:
+            return self.client.ping()
+        except REDIS_DOWN:
+            return False
 
     def _log_text(self):
         try:
@@ -1145,8 +1017,8 @@ class RedisServer:
 
     def stop(self, timeout=10.0):
         """SIGTERM (redis flushes its append-only file), SIGKILL after timeout.
-        Returns once the process is gone and the port no longer answers."""
-        self.conn.close()
+        Returns once the process is gone."""
+        self.client.connection_pool.disconnect()
         if self.running():
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -1155,15 +1027,9 @@ class RedisServer:
                 self._kill()
         self.stopped_at = time.monotonic()
 
-    def kill(self):
-        self.conn.close()
-        self._kill()
-        self.stopped_at = time.monotonic()
-
     def wipe(self):
         """Remove the data directory's contents (server must be stopped)."""
-        import shutil
-        check(not self.running(), "wipe() while redis-server runs")
+        assert not self.running(), "wipe() while redis-server runs"
         for name in os.listdir(self.dir):
             if name == os.path.basename(self.log):
                 continue
@@ -1173,93 +1039,53 @@ class RedisServer:
             else:
                 os.unlink(path)
 
-    def restart(self, keep_data=True):
-        self.stop()
-        if not keep_data:
-            self.wipe()
-        return self.start()
-
     def close(self):
         self.stop()
+        self.client.close()
         self._tmp.cleanup()
-
-    def __call__(self, *args):
-        return self.conn(*args)
-
-    # conveniences (keys are full names, prefix included)
-    def smembers(self, key):
-        return set(self("SMEMBERS", key))
-
-    def sismember(self, key, member):
-        return self("SISMEMBER", key, member) == 1
-
-    def hgetall(self, key):
-        r = self("HGETALL", key)
-        return dict(zip(r[0::2], r[1::2]))
-
-    def exists(self, key):
-        return self("EXISTS", key) == 1
-
-    def keys(self, pattern):
-        return set(self("KEYS", pattern))
-
-    def pttl(self, key):
-        return self("PTTL", key)
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, et, ev, tb):
-        self.close()
-        return False
-
-    async def __aenter__(self):
-        return await in_thread(self.start)
-
-    async def __aexit__(self, et, ev, tb):
-        await in_thread(self.close)
-        return False
 
 
 class Subscriber:
-    """SUBSCRIBE to channels on a raw socket in a thread; records every
+    """SUBSCRIBE to channels (redis-py pub/sub) in a thread; records every
     message as (monotonic time, channel, payload str). start() returns once
-    Redis has confirmed every subscription."""
+    Redis has confirmed every subscription; the first connection error ends
+    the recording (it is kept in .error)."""
 
-    def __init__(self, redis, *channels):
-        self.port = redis.port if isinstance(redis, RedisServer) else int(redis)
+    def __init__(self, server, *channels):
+        self.server = server
         self.channels = list(channels)
         self.msgs = []
         self.cond = threading.Condition()
         self.error = None
-        self.sock = None
+        self.pubsub = None
         self.thread = None
 
     def start(self, timeout=5.0):
-        self.sock = socket.create_connection((HOST, self.port), timeout=timeout)
-        self.f = self.sock.makefile("rb")
-        self.sock.sendall(_resp_encode(["SUBSCRIBE"] + self.channels))
-        for _ in self.channels:
-            r = _resp_read(self.f)
-            check(isinstance(r, list) and r and r[0] == "subscribe",
-                  f"unexpected SUBSCRIBE reply {r!r}")
-        self.sock.settimeout(None)
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
+        self.pubsub = self.server.client.pubsub()
+        self.pubsub.subscribe(**{ch: self._record for ch in self.channels})
+        deadline = time.monotonic() + timeout
+        confirmed = 0
+        while confirmed < len(self.channels):
+            left = deadline - time.monotonic()
+            assert left > 0, f"SUBSCRIBE {self.channels} not confirmed within {timeout}s"
+            m = self.pubsub.get_message(timeout=left)
+            if m is not None and m["type"] == "subscribe":
+                confirmed += 1
+        # sleep_time bounds how long stop() waits for the thread
+        self.thread = self.pubsub.run_in_thread(sleep_time=0.05, daemon=True,
+                                                exception_handler=self._failed)
         return self
 
-    def _run(self):
-        try:
-            while True:
-                r = _resp_read(self.f)
-                if isinstance(r, list) and len(r) == 3 and r[0] == "message":
-                    with self.cond:
-                        self.msgs.append((time.monotonic(), r[1], r[2]))
-                        self.cond.notify_all()
-        except (OSError, EOFError, ValueError) as e:
-            with self.cond:
-                self.error = e
-                self.cond.notify_all()
+    def _record(self, m):
+        with self.cond:
+            self.msgs.append((time.monotonic(), m["channel"], m["data"]))
+            self.cond.notify_all()
+
+    def _failed(self, error, _pubsub, thread):
+        with self.cond:
+            self.error = error
+            self.cond.notify_all()
+        thread.stop()
 
     def messages(self, channel=None):
         with self.cond:
@@ -1288,29 +1114,11 @@ class Subscriber:
             return True
 
     def close(self):
-        if self.sock is not None:
-            try:
-                self.sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            try:
-                self.sock.close()
-            except OSError:
-                pass
         if self.thread is not None:
+            self.thread.stop()  # the thread closes the pubsub when it ends
             self.thread.join(2)
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, et, ev, tb):
-        self.close()
-        return False
-
-
-def random_prefix():
-    """A fresh redis.key-prefix per test ("t1a2b3c4:")."""
-    return "t" + os.urandom(4).hex() + ":"
+        elif self.pubsub is not None:
+            self.pubsub.close()
 
 
 CLUSTER_TIMINGS = {
@@ -1320,26 +1128,28 @@ CLUSTER_TIMINGS = {
 }
 
 
-def cluster_node(redis, prefix, node_id, *opts, heartbeat=None, ttl=None,
-                 grace=None, **kw):
-    """A Node in cluster mode on `redis` (a RedisServer or a port) with short
-    timings; its listening line must say presence=redis. node_id None = let
-    the node generate one."""
-    port = redis.port if isinstance(redis, RedisServer) else int(redis)
-    args = [f"--redis.url=redis://{HOST}:{port}",
+def cluster_args(redis_port, prefix, node_id, heartbeat=None, ttl=None, grace=None):
+    """Options of a node in cluster mode on the redis-server at redis_port
+    with short timings. node_id None = let the node generate one."""
+    args = [f"--redis.url=redis://{HOST}:{redis_port}",
             f"--redis.key-prefix={prefix}",
             f"--cluster.heartbeat-interval={heartbeat or CLUSTER_TIMINGS['heartbeat']}",
             f"--cluster.node-ttl={ttl or CLUSTER_TIMINGS['ttl']}",
             f"--presence.grace-period={grace or CLUSTER_TIMINGS['grace']}"]
     if node_id is not None:
         args.append(f"--cluster.node-id={node_id}")
-    return Node(*(args + list(opts)), presence="redis", **kw)
+    return args
+
+
+def random_prefix():
+    """A fresh redis.key-prefix ("t1a2b3c4:")."""
+    return "t" + os.urandom(4).hex() + ":"
 
 
 def wait_ready(node, timeout=2.0):
     """Poll /readyz until 200 (SPEC 2: accepting and, in cluster mode, Redis
     up). A node may print its listening line before its Redis connections
-    are up; cluster cases that need Redis start from a ready node."""
+    are up; cluster tests that need Redis start from a ready node."""
     poll_until(lambda: http(node, "GET", "/readyz").status == 200, timeout,
                what=f"/readyz 200 on node {node.node}")
     return node
@@ -1347,8 +1157,8 @@ def wait_ready(node, timeout=2.0):
 
 def poll_until(fn, timeout, interval=0.02, what="condition"):
     """Blocking: call fn() until it returns a truthy value; returns it.
-    Fails with the last value after timeout. fn may raise OSError/EOFError
-    (Redis unreachable), which counts as not yet."""
+    Fails with the last value after timeout. fn may raise what redis-py
+    raises while Redis is unreachable, which counts as not yet."""
     deadline = time.monotonic() + timeout
     last = None
     while True:
@@ -1356,10 +1166,10 @@ def poll_until(fn, timeout, interval=0.02, what="condition"):
             last = fn()
             if last:
                 return last
-        except (OSError, EOFError, RedisError) as e:
+        except REDIS_DOWN as e:
             last = e
         if time.monotonic() > deadline:
-            fail(f"{what} not reached within {timeout}s (last: {last!r})")
+            raise AssertionError(f"{what} not reached within {timeout}s (last: {last!r})")
         time.sleep(interval)
 
 
@@ -1375,82 +1185,8 @@ async def apoll_until(fn, timeout, interval=0.02, what="condition"):
                 last = await last
             if last:
                 return last
-        except (OSError, EOFError, RedisError) as e:
+        except REDIS_DOWN as e:
             last = e
         if time.monotonic() > deadline:
-            fail(f"{what} not reached within {timeout}s (last: {last!r})")
+            raise AssertionError(f"{what} not reached within {timeout}s (last: {last!r})")
         await asyncio.sleep(interval)
-
-
-# --------------------------------------------------------------------------
-# runner
-
-
-CASES = []
-
-
-def case(fn=None, *, timeout=60):
-    def reg(f):
-        CASES.append((f.__name__, f, timeout))
-        return f
-    return reg(fn) if fn is not None else reg
-
-
-class _CaseTimeout(Exception):
-    pass
-
-
-def _alarm(signum, frame):
-    raise _CaseTimeout()
-
-
-def main():
-    if websockets is None:
-        print("FAIL import: python websockets module missing (run with /usr/bin/python3, "
-              "Debian package python3-websockets)")
-        sys.exit(1)
-    wanted = sys.argv[1:]
-    passed = failed = skipped = 0
-    failures = []
-    signal.signal(signal.SIGALRM, _alarm)
-    for name, fn, timeout in CASES:
-        if wanted and not any(w in name for w in wanted):
-            continue
-        t0 = time.monotonic()
-        try:
-            if inspect.iscoroutinefunction(fn):
-                async def runner():
-                    try:
-                        await asyncio.wait_for(fn(), timeout)
-                    except asyncio.TimeoutError:
-                        raise _CaseTimeout()
-                signal.alarm(int(timeout) + 15)  # backstop
-                asyncio.run(runner())
-            else:
-                signal.alarm(int(timeout))
-                fn()
-            signal.alarm(0)
-            passed += 1
-            print(f"ok {name} ({time.monotonic() - t0:.1f}s)", flush=True)
-        except Skip as e:
-            signal.alarm(0)
-            skipped += 1
-            print(f"skip {name}: {e}", flush=True)
-        except _CaseTimeout:
-            signal.alarm(0)
-            failed += 1
-            failures.append(name)
-            print(f"FAIL {name}: case timed out after {timeout}s", flush=True)
-        except Exception as e:  # noqa: BLE001
-            signal.alarm(0)
-            failed += 1
-            failures.append(name)
-            msg = str(e) or type(e).__name__
-            if not isinstance(e, AssertionError):
-                msg = f"{type(e).__name__}: {msg}\n" + "".join(
-                    traceback.format_exception(type(e), e, e.__traceback__)[-4:])
-            print(f"FAIL {name}: {msg}", flush=True)
-    print(f"{passed} passed, {failed} failed" + (f", {skipped} skipped" if skipped else ""))
-    if failures:
-        print("failed: " + " ".join(failures))
-    sys.exit(1 if failed else 0)
