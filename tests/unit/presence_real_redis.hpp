@@ -32,6 +32,10 @@ inline std::int64_t script_result(const redis_result& result) {
   return result.replies[0].integer;
 }
 
+inline std::string ev(user_id user, bool online, std::string_view node) {
+  return presence_event(user, online, node, 1);
+}
+
 struct real_redis {
   redis_server server;
   redis_keys keys{"rp:"};
@@ -79,6 +83,22 @@ struct real_redis {
     return result;
   }
 
+  // The dead n3 holds users 1..`users`, those above `only_n3` also on the
+  // live n4. The online events of this setup are not kept in `seen`.
+  void dead_node_holding(user_id users, user_id only_n3) {
+    using namespace presence_scripts;
+    redis_pipeline setup{{"SADD", keys.nodes, "n3", "n4"},
+                         {"SET", keys.node("n4"), "1", "PX", "60000"}};
+    for (user_id user = 1; user <= users; ++user) {
+      setup.push_back(connect(keys, user, "n3", 1, ev(user, true, "n3")));
+      if (user > only_n3)
+        setup.push_back(connect(keys, user, "n4", 1, ev(user, true, "n4")));
+    }
+    REQUIRE(conn.run(setup).ok());
+    events();
+    seen.clear();
+  }
+
   // Events up to now, and those arriving within `window`.
   const std::vector<boost::json::object>&
   events(std::chrono::milliseconds window = 100ms) {
@@ -100,10 +120,6 @@ struct real_redis {
     return result;
   }
 };
-
-inline std::string ev(user_id user, bool online, std::string_view node) {
-  return presence_event(user, online, node, 1);
-}
 
 using transition = std::tuple<std::string, bool, std::string>;
 using transition_list = std::vector<transition>;

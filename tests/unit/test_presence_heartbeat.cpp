@@ -165,16 +165,7 @@ TEST_CASE_FIXTURE(real_redis, "presence scripts (real Redis): two reapers racing
   using namespace presence_scripts;
   constexpr user_id users = 200;
   // Users 1..100 only on the dead n3; 101..200 also on the live n4.
-  redis_pipeline setup{{"SADD", keys.nodes, "n3", "n4"},
-                       {"SET", keys.node("n4"), "1", "PX", "60000"}};
-  for (user_id user = 1; user <= users; ++user) {
-    setup.push_back(connect(keys, user, "n3", 1, ev(user, true, "n3")));
-    if (user > users / 2)
-      setup.push_back(connect(keys, user, "n4", 1, ev(user, true, "n4")));
-  }
-  REQUIRE(conn.run(setup).ok());
-  events(); // the online events of the setup
-  seen.clear();
+  dead_node_holding(users, users / 2);
   // Both survivors notice at once: the claim lets exactly one of them reap.
   // And were both to reap, the scripts still take each user offline once.
   std::atomic<int> ready{0};
@@ -216,19 +207,9 @@ TEST_CASE_FIXTURE(real_redis, "presence scripts (real Redis): two reapers racing
 
 TEST_CASE_FIXTURE(real_cluster, "presence cluster (real Redis): two survivors reap a "
                                 "dead node exactly once") {
-  using namespace presence_scripts;
   constexpr user_id users = 60;
   // n3 died holding users 1..60; 51..60 are also on n4, which is alive.
-  redis_pipeline setup{{"SADD", keys.nodes, "n3", "n4"},
-                       {"SET", keys.node("n4"), "1", "PX", "60000"}};
-  for (user_id user = 1; user <= users; ++user) {
-    setup.push_back(connect(keys, user, "n3", 1, ev(user, true, "n3")));
-    if (user > 50)
-      setup.push_back(connect(keys, user, "n4", 1, ev(user, true, "n4")));
-  }
-  REQUIRE(conn.run(setup).ok());
-  events();
-  seen.clear();
+  dead_node_holding(users, 50);
   stats st1;
   stats st2;
   node("n1", st1);
