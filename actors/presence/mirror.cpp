@@ -31,7 +31,7 @@ namespace hubnode::presence {
 //   |                     synced   failed -----------+
 //   |                         |     |
 //   |     redis_state(false)  +--+--+
-//   |                            v
+//   |     (from any state)       v
 //   +---- redis_state(true) --- down
 //         [a heartbeat at once]
 //
