@@ -3,7 +3,7 @@
 // admitted nor refused yet.
 //
 // Presence holds a user's grace period open while there are any (bounded;
-// actors/presence.cpp): when a storm of reconnects arrives faster than the
+// actors/presence/grace.cpp): when a storm of reconnects arrives faster than the
 // node can admit them, a user's reconnect may be waiting among them, and the
 // grace period would otherwise run out on the node's backlog rather than on
 // the user.

@@ -1,41 +1,14 @@
 #include "src/base/log.hpp"
 
-#include "actors/presence.hpp"
-#include "tests/unit/actor_fixture.hpp"
+// The local truth: online, the grace period, offline, and the hold of a
+// grace period that ends while handshakes are pending (standalone, where the
+// grace alone decides what watchers hear).
+
+#include "tests/unit/presence_fixture.hpp"
 
 using namespace hubnode;
 using namespace hubnode::test;
 using namespace std::chrono_literals;
-
-namespace {
-
-using change = std::pair<user_id, bool>;
-using changes = std::vector<change>;
-
-struct presence_fixture : actor_fixture {
-  presence_settings cfg{100ms};
-  presence_actor presence = spawn_presence(sys, cfg, st);
-  std::shared_ptr<probe_log> watcher_log = std::make_shared<probe_log>();
-  connection_actor watcher = spawn_probe(watcher_log);
-
-  bool online(user_id user) {
-    auto reply = request<bool>(presence, online_atom::value, user);
-    REQUIRE(reply->has_value());
-    return std::get<0>(**reply);
-  }
-
-  std::tuple<bool, std::uint64_t> count(user_id user) {
-    auto reply = request<bool, std::uint64_t>(presence, count_atom::value, user);
-    REQUIRE(reply->has_value());
-    return **reply;
-  }
-
-  void connected(user_id user) { send(presence, connected_atom::value, user); }
-  void disconnected(user_id user) { send(presence, disconn_atom::value, user); }
-  void watch(user_list users) { send(presence, watch_atom::value, watcher, users); }
-};
-
-} // namespace
 
 TEST_CASE_FIXTURE(presence_fixture,
                   "presence: first connection is one online transition") {
@@ -117,67 +90,6 @@ TEST_CASE_FIXTURE(presence_fixture,
   connected(7);
   CHECK(st.reconnects == 0);
   CHECK(watcher_log->changes == changes{{7, true}, {7, false}, {7, true}});
-}
-
-TEST_CASE_FIXTURE(presence_fixture,
-                  "presence: query answers the online subset in order") {
-  connected(3);
-  connected(1);
-  auto reply = request<user_list>(presence, query_atom::value, user_list{1, 2, 3});
-  REQUIRE(reply->has_value());
-  CHECK(std::get<0>(**reply) == user_list{1, 3});
-}
-
-TEST_CASE_FIXTURE(presence_fixture, "presence: watchers see only the users they watch") {
-  watch({7, 8});
-  send(presence, unwatch_atom::value, watcher, user_list{8});
-  connected(7);
-  connected(8);
-  connected(9);
-  CHECK(watcher_log->changes == changes{{7, true}});
-}
-
-TEST_CASE_FIXTURE(presence_fixture, "presence: every watcher is told") {
-  auto other_log = std::make_shared<probe_log>();
-  auto other = spawn_probe(other_log);
-  watch({7});
-  send(presence, watch_atom::value, other, user_list{7});
-  connected(7);
-  CHECK(watcher_log->changes == changes{{7, true}});
-  CHECK(other_log->changes == changes{{7, true}});
-}
-
-TEST_CASE_FIXTURE(presence_fixture,
-                  "presence: a watch over max-watched is refused as a whole") {
-  cfg.max_watched = 3;
-  presence = spawn_presence(sys, cfg, st);
-  auto ask = [&](user_list users) {
-    auto reply = request<std::string>(presence, watch_atom::value, watcher, users);
-    REQUIRE(reply->has_value());
-    return std::get<0>(**reply);
-  };
-  CHECK(ask({1, 2}) == "");
-  CHECK(ask({2, 2, 3}) == "");
-  CHECK(ask({4}) ==
-        "watch list full: at most 3 users per connection, unwatch some first");
-  CHECK(ask({1, 3}) == "");
-  send(presence, unwatch_atom::value, watcher, user_list{1});
-  CHECK(ask({4}) == "");
-  for (user_id user : {1, 2, 3, 4})
-    connected(user);
-  CHECK(watcher_log->changes == changes{{2, true}, {3, true}, {4, true}});
-}
-
-// Presence keeps a handle of each watcher; once the watcher is DOWN nothing may
-// hold it any more, or every connection that ever watched would leak.
-TEST_CASE_FIXTURE(presence_fixture, "presence: a watcher that is gone is forgotten") {
-  auto other = spawn_probe(std::make_shared<probe_log>());
-  auto weak = caf::actor_cast<caf::weak_actor_ptr>(other);
-  send(presence, watch_atom::value, other, user_list{7, 8});
-  kill(other);
-  other = nullptr;
-  run();
-  CHECK(weak.lock() == nullptr);
 }
 
 namespace {
