@@ -13,7 +13,7 @@ using change = std::pair<user_id, bool>;
 using changes = std::vector<change>;
 
 struct presence_fixture : actor_fixture {
-  presence_settings cfg{100ms};
+  presence_settings cfg = presence_with_grace(100ms);
   presence_actor presence = spawn_presence(sys, cfg, st);
   std::shared_ptr<probe_log> watcher_log = std::make_shared<probe_log>();
   connection_actor watcher = spawn_probe(watcher_log);
@@ -188,7 +188,7 @@ struct admitting_fixture : presence_fixture {
   presence_actor held = spawn_presence(sys, settings(behind), st);
 
   static presence_settings settings(std::shared_ptr<bool> behind) {
-    presence_settings cfg{100ms};
+    auto cfg = presence_with_grace(100ms);
     cfg.admitting = [behind] { return *behind; };
     return cfg;
   }

@@ -154,8 +154,7 @@ struct presence_cluster_fixture : actor_fixture {
   connection_actor watcher = spawn_probe(watcher_log);
 
   static presence_settings make_settings() {
-    presence_settings result;
-    result.grace_period = 100ms;
+    auto result = presence_with_grace(100ms);
     result.node_id = "n1";
     result.key_prefix = "hp:";
     result.heartbeat_interval = 2s;
@@ -890,8 +889,7 @@ struct real_cluster : real_redis, real_system {
     rcfg.command_timeout = 500ms;
     rcfg.backoff_max = 200ms;
     auto redis = spawn_redis(sys, rcfg, st);
-    presence_settings pcfg;
-    pcfg.grace_period = 100ms;
+    auto pcfg = presence_with_grace(100ms);
     pcfg.node_id = std::move(id);
     pcfg.key_prefix = keys.prefix;
     pcfg.heartbeat_interval = 50ms;
