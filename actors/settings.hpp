@@ -1,5 +1,11 @@
 // The limits and timings the actors run with, copied from the configuration
 // at start so that actors never read global config.
+//
+// A member that is a node option has no default here: make_*_settings
+// (src/config.hpp) always fills it from node_options, whose defaults
+// (src/base/options.hpp) are the only ones, and the unit tests start from
+// node_options{} too. The defaults written here are of tunables that are no
+// option, and this is their one place.
 #pragma once
 
 #include "src/base/types.hpp"
@@ -12,18 +18,18 @@
 namespace hubnode {
 
 struct hub_settings {
-  std::string node_id = "node";
-  std::size_t max_connections = 200000;
-  std::size_t max_connections_per_user = 16;
-  caf::timespan ping_interval = std::chrono::seconds(20);
-  caf::timespan sweep_interval = std::chrono::seconds(30);
+  std::string node_id;
+  std::size_t max_connections{};
+  std::size_t max_connections_per_user{};
+  caf::timespan ping_interval{};
+  caf::timespan sweep_interval{};
 };
 
 struct connection_settings {
-  std::string node_id = "node";
-  caf::timespan idle_timeout = std::chrono::seconds(60);
-  std::size_t send_queue_limit = 1048576;
-  std::uint32_t rate_limit = 100; // messages per second, burst twice that
+  std::string node_id;
+  caf::timespan idle_timeout{};
+  std::size_t send_queue_limit{};
+  std::uint32_t rate_limit{}; // messages per second, burst twice that
   caf::timespan flood_close_after = std::chrono::seconds(3);
 };
 
@@ -32,24 +38,24 @@ struct connection_settings {
 using connection_settings_ptr = std::shared_ptr<const connection_settings>;
 
 struct presence_settings {
-  caf::timespan grace_period = std::chrono::milliseconds(100);
-  std::size_t max_watched = 1000; // users one connection may watch
+  caf::timespan grace_period{};
+  std::size_t max_watched{}; // users one connection may watch
   // Whether the node has handshakes it has not finished (src/net/admissions.hpp);
   // while it has, a grace period that runs out is held open, at most
   // max_hold longer. Empty: never.
   std::function<bool()> admitting{};
   caf::timespan max_hold = std::chrono::milliseconds(500);
   // cluster mode only
-  std::string node_id = "node";
-  std::string key_prefix = "hubnode:";
-  caf::timespan heartbeat_interval = std::chrono::seconds(2);
-  caf::timespan node_ttl = std::chrono::seconds(10);
+  std::string node_id;
+  std::string key_prefix;
+  caf::timespan heartbeat_interval{};
+  caf::timespan node_ttl{};
 };
 
 struct redis_settings {
   redis_endpoint endpoint;
-  std::string key_prefix = "hubnode:";
-  std::string node_id = "node";
+  std::string key_prefix;
+  std::string node_id;
   caf::timespan connect_timeout = std::chrono::seconds(1);
   caf::timespan command_timeout = std::chrono::seconds(1);
   caf::timespan backoff_min = std::chrono::milliseconds(100);

@@ -9,13 +9,41 @@
 #include <random>
 #include <unistd.h>
 
+#include "caf/deep_to_string.hpp"
+
 namespace hubnode {
 
+namespace {
+
+// A default as the INI file and the command line write it: strings quoted,
+// lists in brackets, numbers bare.
+template <class T>
+std::string default_text(const T& value) {
+  return caf::deep_to_string(value);
+}
+
+// CAF would print 60s as "1min"; the whole number of the largest unit that
+// keeps it exact reads as the INI files write durations.
+std::string default_text(caf::timespan value) {
+  using namespace std::chrono;
+  if ((value % seconds{1}).count() == 0)
+    return fmt::format("{}s", duration_cast<seconds>(value).count());
+  if ((value % milliseconds{1}).count() == 0)
+    return fmt::format("{}ms", duration_cast<milliseconds>(value).count());
+  if ((value % microseconds{1}).count() == 0)
+    return fmt::format("{}us", duration_cast<microseconds>(value).count());
+  return fmt::format("{}ns", value.count());
+}
+
+} // namespace
+
+// `ref` still holds its default here: the option table is built before any
+// configuration is read.
 template <class T>
 void hubnode_config::add(const char* section, T& ref, const char* key,
-                         const char* fallback, const char* description) {
+                         const char* description) {
   opt_group{custom_options_, section}.add(ref, key, description);
-  docs_.push_back({fmt::format("{}.{}", section, key), fallback, description});
+  docs_.push_back({fmt::format("{}.{}", section, key), default_text(ref), description});
 }
 
 hubnode_config::hubnode_config() {
@@ -27,50 +55,47 @@ hubnode_config::hubnode_config() {
   // Actors on the io threads (src/net/io_scheduler.hpp); 'stealing' or
   // 'sharing' give CAF's own schedulers back.
   set("scheduler.policy", caf::atom("io"));
-  add("server", opt.host, "host", "\"127.0.0.1\"", "listen address");
-  add("server", opt.port, "port", "8080", "listen port; 0 = any free port");
-  add("server", opt.io_threads, "io-threads", "1", "threads running network I/O");
-  add("server", opt.max_message_size, "max-message-size", "65536",
+  add("server", opt.host, "host", "listen address");
+  add("server", opt.port, "port", "listen port; 0 = any free port");
+  add("server", opt.io_threads, "io-threads", "threads running network I/O");
+  add("server", opt.max_message_size, "max-message-size",
       "largest accepted frame/HTTP body, bytes");
-  add("server", opt.max_connections, "max-connections", "200000",
+  add("server", opt.max_connections, "max-connections",
       "node-wide cap (HTTP 503 above it)");
-  add("server", opt.max_connections_per_user, "max-connections-per-user", "16",
+  add("server", opt.max_connections_per_user, "max-connections-per-user",
       "per user on this node (HTTP 429 above it)");
-  add("server", opt.handshake_timeout, "handshake-timeout", "5s",
+  add("server", opt.handshake_timeout, "handshake-timeout",
       "whole HTTP request + upgrade must arrive in this time");
-  add("server", opt.shutdown_timeout, "shutdown-timeout", "5s",
-      "graceful shutdown bound");
-  add("server", opt.allowed_origins, "allowed-origins", "[]",
+  add("server", opt.shutdown_timeout, "shutdown-timeout", "graceful shutdown bound");
+  add("server", opt.allowed_origins, "allowed-origins",
       "empty = any Origin; else exact matches, others get 403");
-  add("server", opt.api_key, "api-key", "\"\"",
+  add("server", opt.api_key, "api-key",
       "bearer key for /api/*; empty = /api/* answers 404");
-  add("auth", opt.auth_mode, "mode", "\"userid\"",
+  add("auth", opt.auth_mode, "mode",
       "\"userid\" (identity from the userId query parameter) or \"jwt\"");
-  add("auth", opt.jwt_secret, "jwt-secret", "\"\"",
+  add("auth", opt.jwt_secret, "jwt-secret",
       "HS256 secret; required when auth.mode = \"jwt\"");
-  add("hub", opt.ping_interval, "ping-interval", "20s",
+  add("hub", opt.ping_interval, "ping-interval",
       "server sends a WebSocket ping this often");
-  add("hub", opt.idle_timeout, "idle-timeout", "60s",
+  add("hub", opt.idle_timeout, "idle-timeout",
       "no frame and no pong for this long = stale");
-  add("hub", opt.sweep_interval, "sweep-interval", "30s",
+  add("hub", opt.sweep_interval, "sweep-interval",
       "the hub's stale sweep period (a timed message)");
-  add("hub", opt.send_queue_limit, "send-queue-limit", "1048576",
+  add("hub", opt.send_queue_limit, "send-queue-limit",
       "bytes queued to one connection before it is closed as a slow consumer");
-  add("hub", opt.rate_limit, "rate-limit", "100",
+  add("hub", opt.rate_limit, "rate-limit",
       "messages per second per connection (burst = 2x)");
-  add("presence", opt.grace_period, "grace-period", "100ms",
+  add("presence", opt.grace_period, "grace-period",
       "delay before a user whose last connection closed is set offline");
-  add("presence", opt.max_watched, "max-watched", "1000",
+  add("presence", opt.max_watched, "max-watched",
       "users one connection may watch (a watch beyond it gets bad_request)");
-  add("redis", opt.redis_url, "url", "\"\"",
+  add("redis", opt.redis_url, "url",
       "empty = standalone; else redis://[:password@]host:port[/db]");
-  add("redis", opt.key_prefix, "key-prefix", "\"hubnode:\"",
-      "prefix of every key and channel");
-  add("cluster", opt.node_id, "node-id", "\"\"",
+  add("redis", opt.key_prefix, "key-prefix", "prefix of every key and channel");
+  add("cluster", opt.node_id, "node-id",
       "empty = generated at start (hostname-pid-random)");
-  add("cluster", opt.heartbeat_interval, "heartbeat-interval", "2s",
-      "node liveness refresh");
-  add("cluster", opt.node_ttl, "node-ttl", "10s",
+  add("cluster", opt.heartbeat_interval, "heartbeat-interval", "node liveness refresh");
+  add("cluster", opt.node_ttl, "node-ttl",
       "a node silent this long is dead; its users go offline");
 }
 
@@ -78,7 +103,7 @@ std::string hubnode_config::help() const {
   std::string text = "usage: hubnode [--config-file=PATH] [--section.key=value ...]\n\n"
                      "hubnode options (section.key, default):\n";
   for (auto& doc : docs_)
-    text += fmt::format("  --{:<34} {:<12} {}\n", doc.key + "=", doc.fallback,
+    text += fmt::format("  --{:<34} {:<12} {}\n", doc.key + "=", doc.default_value,
                         doc.description);
   text += "\nCAF's own logger.* and scheduler.* options work as CAF documents them,\n"
           "e.g. --logger.console-verbosity=debug --logger.console=colored.\n"
@@ -266,10 +291,6 @@ redis_settings make_redis_settings(const node_options& opt) {
     s.endpoint = std::move(*endpoint);
   s.key_prefix = opt.key_prefix;
   s.node_id = opt.node_id;
-  s.connect_timeout = std::chrono::seconds(1);
-  s.command_timeout = std::chrono::seconds(1);
-  s.backoff_min = std::chrono::milliseconds(100);
-  s.backoff_max = std::chrono::seconds(2);
   return s;
 }
 

@@ -30,13 +30,12 @@ public:
 private:
   struct option_doc {
     std::string key;
-    std::string fallback;
+    std::string default_value;
     std::string description;
   };
 
   template <class T>
-  void add(const char* section, T& ref, const char* key, const char* fallback,
-           const char* description);
+  void add(const char* section, T& ref, const char* key, const char* description);
 
   std::vector<option_doc> docs_;
 };

@@ -7,8 +7,9 @@
 
 #include "actors/messages.hpp"
 #include "actors/settings.hpp"
-#include "src/base/stats.hpp"
 #include "actors/transport.hpp"
+#include "src/base/stats.hpp"
+#include "src/config.hpp"
 
 #include <boost/json.hpp>
 #include <doctest/doctest.h>
@@ -77,6 +78,14 @@ inline std::vector<std::string> types_of(const std::vector<payload>& frames) {
   std::vector<std::string> result;
   for (auto& frame : frames)
     result.push_back(type_of(frame));
+  return result;
+}
+
+// Presence as the node runs it with the default options (node_options{}), but
+// with the grace period the test steps the clock by.
+inline presence_settings presence_with_grace(caf::timespan grace) {
+  auto result = make_presence_settings(node_options{});
+  result.grace_period = grace;
   return result;
 }
 

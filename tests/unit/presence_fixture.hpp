@@ -24,7 +24,7 @@ using change = std::pair<user_id, bool>;
 using changes = std::vector<change>;
 
 struct presence_fixture : actor_fixture {
-  presence_settings cfg{100ms};
+  presence_settings cfg = presence_with_grace(100ms);
   presence_actor presence = spawn_presence(sys, cfg, st);
   std::shared_ptr<probe_log> watcher_log = std::make_shared<probe_log>();
   connection_actor watcher = spawn_probe(watcher_log);
@@ -169,8 +169,7 @@ struct presence_cluster_fixture : actor_fixture {
   connection_actor watcher = spawn_probe(watcher_log);
 
   static presence_settings make_settings() {
-    presence_settings result;
-    result.grace_period = 100ms;
+    auto result = presence_with_grace(100ms);
     result.node_id = "n1";
     result.key_prefix = "hp:";
     result.heartbeat_interval = 2s;

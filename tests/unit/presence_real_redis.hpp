@@ -137,8 +137,7 @@ struct real_cluster : real_redis, real_system {
     rcfg.command_timeout = 500ms;
     rcfg.backoff_max = 200ms;
     auto redis = spawn_redis(sys, rcfg, st);
-    presence_settings pcfg;
-    pcfg.grace_period = 100ms;
+    auto pcfg = presence_with_grace(100ms);
     pcfg.node_id = std::move(id);
     pcfg.key_prefix = keys.prefix;
     pcfg.heartbeat_interval = 50ms;

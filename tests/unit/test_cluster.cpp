@@ -74,7 +74,7 @@ struct cluster_fixture : actor_fixture {
   redis_settings cfg = make_settings();
   presence_actor presence =
       caf::actor_cast<presence_actor>(sys.spawn(fake_presence, log));
-  hub_actor hub = spawn_hub(sys, hub_settings{}, presence, st);
+  hub_actor hub = spawn_hub(sys, make_hub_settings(node_options{}), presence, st);
   redis_actor redis = sys.spawn(fake_redis, log);
   cluster_actor cluster = spawn();
 

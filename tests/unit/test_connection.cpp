@@ -39,7 +39,7 @@ struct connection_fixture : actor_fixture {
   connection_settings_ptr cfg =
       std::make_shared<const connection_settings>(make_settings());
   hub_settings hub_cfg = make_hub_settings();
-  presence_actor presence = spawn_presence(sys, presence_settings{100ms}, st);
+  presence_actor presence = spawn_presence(sys, presence_with_grace(100ms), st);
   hub_actor hub = spawn_hub(sys, hub_cfg, presence, st);
 
   // Connections left open hold the hub and presence, which hold them: in the
@@ -59,7 +59,7 @@ struct connection_fixture : actor_fixture {
 
   // Timers far away, so that only the tests about them see them fire.
   static hub_settings make_hub_settings() {
-    hub_settings result;
+    auto result = hubnode::make_hub_settings(node_options{});
     result.node_id = "n1";
     result.max_connections = 3;
     result.ping_interval = 1000h;

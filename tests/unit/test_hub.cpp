@@ -13,7 +13,7 @@ namespace {
 using registration = std::tuple<admission, std::string>;
 
 struct hub_fixture : actor_fixture {
-  presence_actor presence = spawn_presence(sys, presence_settings{100ms}, st);
+  presence_actor presence = spawn_presence(sys, presence_with_grace(100ms), st);
   hub_settings cfg = make_settings();
   hub_actor hub = spawn_hub(sys, cfg, presence, st);
 

@@ -4,6 +4,7 @@
 // so connections leave the kernel's accept queue (which drops SYNs once
 // full) however long the io threads take to get to them.
 
+#include "src/config.hpp"
 #include "src/net/listener.hpp"
 #include "tests/unit/real_system.hpp"
 
@@ -22,7 +23,13 @@ TEST_CASE_FIXTURE(real_system, "listener: accepts while the io threads are busy"
   node_options opt;
   admissions admitting;
   server_context ctx{
-      sys, {}, {}, st, opt, std::make_shared<const connection_settings>(), admitting};
+      sys,
+      {},
+      {},
+      st,
+      opt,
+      std::make_shared<const connection_settings>(make_connection_settings(opt)),
+      admitting};
   // Never run: the io threads busy with other work, as after a node-wide
   // disconnect. Destroyed before ctx, with the sessions it holds.
   net::io_context sessions;

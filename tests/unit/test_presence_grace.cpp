@@ -100,7 +100,7 @@ struct admitting_fixture : presence_fixture {
   presence_actor held = spawn_presence(sys, settings(behind), st);
 
   static presence_settings settings(std::shared_ptr<bool> behind) {
-    presence_settings cfg{100ms};
+    auto cfg = presence_with_grace(100ms);
     cfg.admitting = [behind] { return *behind; };
     return cfg;
   }
