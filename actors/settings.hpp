@@ -2,6 +2,8 @@
 // at start so that actors never read global config.
 #pragma once
 
+#include "src/base/clock.hpp"
+#include "src/base/incarnation.hpp"
 #include "src/base/types.hpp"
 #include "src/redis/types.hpp"
 
@@ -13,6 +15,8 @@ namespace hubnode {
 
 struct hub_settings {
   std::string node_id = "node";
+  // Taken when the settings are made, at start; goes into every message id.
+  std::string incarnation = hubnode::incarnation(now_ms());
   std::size_t max_connections = 200000;
   std::size_t max_connections_per_user = 16;
   caf::timespan ping_interval = std::chrono::seconds(20);
