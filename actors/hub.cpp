@@ -34,6 +34,8 @@ struct hub_state {
   // Keyed by address because that is all a DOWN message carries.
   std::unordered_map<caf::actor_addr, registration> by_actor;
   std::uint64_t last_connection = 0;
+  // A message id is this and a count: NODE-INCARNATION-mN.
+  std::string message_prefix;
   std::uint64_t last_message = 0;
   bool shutting_down = false;
   std::vector<caf::typed_response_promise<bool>> drained;
@@ -230,7 +232,7 @@ caf::result<routed_batch> route(hub_ptr self, const std::string& from,
   auto answers = std::make_shared<batch_answers>(
       self->make_response_promise<routed_batch>(), messages.size());
   for (std::size_t i = 0; i < messages.size(); ++i) {
-    auto id = fmt::format("{}-m{}", self->state.cfg.node_id, ++self->state.last_message);
+    auto id = fmt::format("{}{}", self->state.message_prefix, ++self->state.last_message);
     route_one(self, from, messages[i], answer_slot{answers, i, std::move(id)});
   }
   return answers->promise();
@@ -267,6 +269,8 @@ caf::result<bool> shutdown(hub_ptr self) {
 hub_actor::behavior_type hub(hub_ptr self, hub_settings cfg, presence_actor presence,
                              stats* st) {
   self->state.cfg = std::move(cfg);
+  self->state.message_prefix =
+      fmt::format("{}-{}-m", self->state.cfg.node_id, self->state.cfg.incarnation);
   self->state.presence = std::move(presence);
   self->state.st = st;
   self->set_down_handler([self](caf::down_msg& msg) { unregister(self, msg.source); });

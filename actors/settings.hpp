@@ -8,6 +8,8 @@
 // option, and this is their one place.
 #pragma once
 
+#include "src/base/clock.hpp"
+#include "src/base/incarnation.hpp"
 #include "src/base/types.hpp"
 #include "src/redis/types.hpp"
 
@@ -19,6 +21,8 @@ namespace hubnode {
 
 struct hub_settings {
   std::string node_id;
+  // Taken when the settings are made, at start; goes into every message id.
+  std::string incarnation = hubnode::incarnation(now_ms());
   std::size_t max_connections{};
   std::size_t max_connections_per_user{};
   caf::timespan ping_interval{};

@@ -90,12 +90,8 @@ bool authorized(server_context& ctx, const http_request& req) {
 
 void post_message(server_context& ctx, user_id to, const http_request& req,
                   responder reply) {
-  json::error_code ec;
-  json::parse_options options;
-  options.max_depth = protocol::max_depth; // as over WebSocket
-  auto body = json::parse(req.body(), ec, {}, options);
-  auto object = ec ? nullptr : body.if_object();
-  if (object == nullptr || !object->contains("data")) {
+  auto data = protocol::api_message_data(req.body());
+  if (!data) {
     reply(error_response(http::status::bad_request, "bad_request",
                          "body must be a JSON object with a \"data\" field"));
     return;
@@ -109,7 +105,7 @@ void post_message(server_context& ctx, user_id to, const http_request& req,
             json::object{{"id", answers.at(0).id}, {"online", answers.at(0).online}}));
       },
       [reply](const caf::error&) { reply(unavailable()); }, route_atom::value,
-      std::string{"server"}, outgoing_batch{{to, json::serialize(object->at("data"))}});
+      std::string{"server"}, outgoing_batch{{to, std::string{*data}}});
 }
 
 void get_presence(server_context& ctx, user_id user, responder reply) {

@@ -3,6 +3,7 @@
 #include "src/wire/protocol.hpp"
 
 #include "src/base/user_id.hpp"
+#include "src/wire/json_member.hpp"
 
 #include <algorithm>
 #include <boost/json.hpp>
@@ -104,15 +105,17 @@ bool read_type(const json::object& obj, inbound& in) {
       fmt::format("unknown type \"{}\"", utf8_prefix(view(*name), max_echoed_type)));
 }
 
-bool read_send(const json::object& obj, inbound& in) {
+// `data` is taken from the frame's text, not from the parsed value: written
+// again from that, numbers would lose digits (SPEC section 3, "Fidelity").
+bool read_send(const json::object& obj, std::string_view text, inbound& in) {
   auto to = user_id_of(obj.if_contains("to"));
   if (!to)
     return fail(in, invalid_recipient, "to must be a user id string of decimal digits");
-  auto* data = obj.if_contains("data");
+  auto data = member_text(text, "data");
   if (!data)
     return fail(in, bad_request, "data is required");
   in.to = *to;
-  in.data = json::serialize(*data);
+  in.data.assign(data->data(), data->size());
   return true;
 }
 
@@ -139,10 +142,10 @@ bool read_user_ids(const json::object& obj, inbound& in) {
   return true;
 }
 
-bool read_body(const json::object& obj, inbound& in) {
+bool read_body(const json::object& obj, std::string_view text, inbound& in) {
   switch (in.type) {
   case inbound::kind::send:
-    return read_send(obj, in);
+    return read_send(obj, text, in);
   case inbound::kind::presence:
   case inbound::kind::watch:
   case inbound::kind::unwatch:
@@ -155,9 +158,28 @@ bool read_body(const json::object& obj, inbound& in) {
 }
 
 // The ref comes first so that every later error can carry it.
-void read_request(const json::object& obj, inbound& in) {
+void read_request(const json::object& obj, std::string_view text, inbound& in) {
   if (read_ref(obj, in) && read_type(obj, in))
-    read_body(obj, in);
+    read_body(obj, text, in);
+}
+
+// Parses a client frame or an API body within max_depth and hands the
+// value to `use`. Typical frames parse without touching the heap: the
+// parser's scratch space and the parsed value both live on this stack frame.
+template <class Use>
+json::error_code parse_json(std::string_view text, Use&& use) {
+  unsigned char scratch[512];
+  unsigned char value_space[4096];
+  json::monotonic_resource resource{value_space};
+  json::parse_options options;
+  options.max_depth = max_depth;
+  json::parser parser{json::storage_ptr(), options, scratch};
+  parser.reset(&resource);
+  json::error_code ec;
+  parser.write(text.data(), text.size(), ec);
+  if (!ec)
+    use(parser.release());
+  return ec;
 }
 
 // ---- encoding -------------------------------------------------------------
@@ -276,30 +298,27 @@ object_writer frame(std::string_view type, std::size_t capacity = 64) {
 
 inbound parse_request(std::string_view text) {
   inbound in;
-  // Typical frames parse without touching the heap: the parser's scratch
-  // space and the parsed value both live on this stack frame.
-  unsigned char scratch[512];
-  unsigned char value_space[4096];
-  json::monotonic_resource resource{value_space};
-  json::parse_options options;
-  options.max_depth = max_depth;
-  json::parser parser{json::storage_ptr(), options, scratch};
-  parser.reset(&resource);
-  json::error_code ec;
-  parser.write(text.data(), text.size(), ec);
-  if (ec) {
+  auto ec = parse_json(text, [&](const json::value& doc) {
+    if (auto* obj = doc.if_object())
+      read_request(*obj, text, in);
+    else
+      fail(in, bad_request, "message must be a JSON object");
+  });
+  if (ec)
     fail(in, bad_request,
          ec == json::error::too_deep
              ? fmt::format("JSON nested deeper than {} levels", max_depth)
              : std::string{"invalid JSON"});
-    return in;
-  }
-  auto doc = parser.release();
-  if (auto* obj = doc.if_object())
-    read_request(*obj, in);
-  else
-    fail(in, bad_request, "message must be a JSON object");
   return in;
+}
+
+std::optional<std::string_view> api_message_data(std::string_view body) {
+  bool is_object = false;
+  auto ec =
+      parse_json(body, [&](const json::value& doc) { is_object = doc.is_object(); });
+  if (ec || !is_object)
+    return std::nullopt;
+  return member_text(body, "data");
 }
 
 std::string welcome(user_id user, std::string_view connection_id, std::string_view node) {

@@ -6,6 +6,7 @@
 #include "src/base/types.hpp"
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -25,6 +26,11 @@ constexpr std::size_t max_depth = 64;
 // ("bad_request", "unknown_type" or "invalid_recipient"), and with `ref` when
 // the frame had a usable one.
 inbound parse_request(std::string_view text);
+
+// The `data` of a POST /api/users/{id}/messages body as its sender wrote it,
+// within the limits of a frame; nothing when the body is not a JSON object
+// with `data`.
+std::optional<std::string_view> api_message_data(std::string_view body);
 
 std::string welcome(user_id user, std::string_view connection_id, std::string_view node);
 // `from` is a decimal user id or "server"; `data` is raw JSON text.

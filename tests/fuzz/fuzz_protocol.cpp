@@ -24,9 +24,10 @@ std::string_view view(const json::string& s) {
 
 // What the node accepts may nest protocol::max_depth deep; a server frame
 // wraps it in one more object.
-json::value parse_json(std::string_view text, json::error_code& ec) {
+json::value parse_json(std::string_view text, json::error_code& ec,
+                       std::size_t max_depth = hubnode::protocol::max_depth + 1) {
   json::parse_options options;
-  options.max_depth = hubnode::protocol::max_depth + 1;
+  options.max_depth = max_depth;
   return json::parse(text, ec, {}, options);
 }
 
@@ -37,12 +38,34 @@ json::object parse_frame(const std::string& text) {
   return value.as_object();
 }
 
+bool is_space(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+// `data` is forwarded as the sender wrote it (SPEC section 3, "Fidelity"):
+// it must be a piece of the frame without the whitespace around it, a JSON
+// value on its own, and equal to the `data` member a parser sees in the
+// frame (the last one when it repeats).
+bool carries_member(std::string_view frame, std::string_view carried) {
+  if (carried.empty() || is_space(carried.front()) || is_space(carried.back()) ||
+      frame.find(carried) == std::string_view::npos)
+    return false;
+  json::error_code value_ec;
+  json::error_code frame_ec;
+  auto value = parse_json(carried, value_ec);
+  auto whole = parse_json(frame, frame_ec);
+  auto* object = whole.if_object();
+  auto* member = object ? object->if_contains("data") : nullptr;
+  return !value_ec && !frame_ec && member && value == *member;
+}
+
 } // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   using hubnode::inbound;
   namespace protocol = hubnode::protocol;
-  auto in = protocol::parse_request({reinterpret_cast<const char*>(data), size});
+  std::string_view text{reinterpret_cast<const char*>(data), size};
+  auto in = protocol::parse_request(text);
 
   // Exactly one of "a request" and "an error with a code and a message".
   if (in.type == inbound::kind::invalid) {
@@ -59,11 +82,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   auto ids = in.user_ids;
   std::sort(ids.begin(), ids.end());
   check(std::adjacent_find(ids.begin(), ids.end()) == ids.end());
-  if (in.type == inbound::kind::send) {
-    json::error_code ec;
-    parse_json(in.data, ec); // `data` is forwarded verbatim: it must be JSON
-    check(!ec);
-  }
+  if (in.type == inbound::kind::send)
+    check(carries_member(text, in.data));
+  auto api_data = protocol::api_message_data(text);
+  json::error_code ec;
+  auto doc = parse_json(text, ec, protocol::max_depth); // the API body's limit
+  auto* obj = ec ? nullptr : doc.if_object();
+  check(api_data.has_value() == (obj && obj->contains("data")));
+  if (api_data)
+    check(carries_member(text, *api_data));
 
   // Whatever the frame held, the answer the node sends back (error frame with
   // the echoed ref and message, or a message frame carrying `data`) is valid

@@ -2,6 +2,8 @@
 
 #include "actors/hub.hpp"
 #include "actors/presence.hpp"
+#include "src/base/clock.hpp"
+#include "src/base/incarnation.hpp"
 #include "tests/unit/actor_fixture.hpp"
 
 using namespace hubnode;
@@ -20,6 +22,7 @@ struct hub_fixture : actor_fixture {
   static hub_settings make_settings() {
     hub_settings result;
     result.node_id = "n1";
+    result.incarnation = "i1";
     result.max_connections = 4;
     result.max_connections_per_user = 3;
     result.ping_interval = 20s;
@@ -116,7 +119,7 @@ TEST_CASE_FIXTURE(hub_fixture,
   auto [c, log_c] = join(7);
   auto [other, log_other] = join(8);
   auto [id, online] = route(7, R"({"x":1})");
-  CHECK(id == "n1-m1");
+  CHECK(id == "n1-i1-m1");
   CHECK(online);
   REQUIRE(log_a->delivered.size() == 1);
   REQUIRE(log_b->delivered.size() == 1);
@@ -127,7 +130,7 @@ TEST_CASE_FIXTURE(hub_fixture,
   CHECK(st.messages_delivered == 3);
   auto frame = parse(log_a->delivered[0]);
   CHECK(frame.at("type") == "message");
-  CHECK(frame.at("id") == "n1-m1");
+  CHECK(frame.at("id") == "n1-i1-m1");
   CHECK(frame.at("from") == "42");
   CHECK(frame.at("data") == boost::json::parse(R"({"x":1})"));
 }
@@ -149,20 +152,47 @@ TEST_CASE_FIXTURE(hub_fixture,
   // The second recipient is not here: its answer waits for presence.
   auto answers = route_all(hub, "42", outgoing_batch{{7, "1"}, {9, "2"}, {7, "3"}});
   REQUIRE(answers.size() == 3);
-  CHECK(answers[0].id == "n1-m1");
+  CHECK(answers[0].id == "n1-i1-m1");
   CHECK(answers[0].online);
-  CHECK(answers[1].id == "n1-m2");
+  CHECK(answers[1].id == "n1-i1-m2");
   CHECK_FALSE(answers[1].online);
-  CHECK(answers[2].id == "n1-m3");
+  CHECK(answers[2].id == "n1-i1-m3");
   CHECK(answers[2].online);
   REQUIRE(log->delivered.size() == 2);
   CHECK(parse(log->delivered[0]).at("data") == 1);
   CHECK(parse(log->delivered[1]).at("data") == 3);
 }
 
+TEST_CASE("incarnation is the start time in base 36") {
+  CHECK(incarnation(0) == "0");
+  CHECK(incarnation(35) == "z");
+  CHECK(incarnation(36) == "10");
+  CHECK(incarnation(1700000000000) == "loyw3v28");
+  auto before = incarnation(now_ms());
+  auto taken = hub_settings{}.incarnation;
+  auto after = incarnation(now_ms());
+  CHECK(taken.size() == 8);
+  CHECK(before <= taken);
+  CHECK(taken <= after);
+}
+
+TEST_CASE_FIXTURE(hub_fixture,
+                  "hub: a later start with the same node id does not reuse ids") {
+  auto later_cfg = cfg;
+  later_cfg.incarnation = incarnation(1700000000001);
+  cfg.incarnation = incarnation(1700000000000);
+  auto earlier = spawn_hub(sys, cfg, presence, st);
+  auto later = spawn_hub(sys, later_cfg, presence, st);
+  auto first_id = [&](const hub_actor& h) {
+    return route_all(h, "42", outgoing_batch{{9, "1"}}).at(0).id;
+  };
+  CHECK(first_id(earlier) == "n1-loyw3v28-m1");
+  CHECK(first_id(later) == "n1-loyw3v29-m1");
+}
+
 TEST_CASE_FIXTURE(hub_fixture, "hub: route to an unknown user is answered offline") {
   auto [id, online] = route(9, "1");
-  CHECK(id == "n1-m1");
+  CHECK(id == "n1-i1-m1");
   CHECK_FALSE(online);
   CHECK(st.messages_delivered == 0);
 }
@@ -303,7 +333,7 @@ TEST_CASE_FIXTURE(hub_cluster_fixture,
   auto [a, log_a] = join(7);
   auto [b, log_b] = join(7);
   auto [id, online] = route(7, R"({"x":1})");
-  CHECK(id == "n1-m1");
+  CHECK(id == "n1-i1-m1");
   CHECK(online); // local connections, whatever the cluster says
   REQUIRE(log_a->delivered.size() == 1);
   REQUIRE(log_b->delivered.size() == 1);
@@ -312,7 +342,7 @@ TEST_CASE_FIXTURE(hub_cluster_fixture,
   CHECK(log->published[0].first == 7);
   // the very frame the local connections got
   CHECK(log->published[0].second == log_a->delivered[0]);
-  CHECK(parse(log->published[0].second).at("id") == "n1-m1");
+  CHECK(parse(log->published[0].second).at("id") == "n1-i1-m1");
 }
 
 TEST_CASE_FIXTURE(hub_cluster_fixture,

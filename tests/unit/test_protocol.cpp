@@ -7,6 +7,7 @@
 #include <chrono>
 #include <doctest/doctest.h>
 #include <string>
+#include <vector>
 
 using namespace hubnode;
 namespace json = boost::json;
@@ -220,6 +221,97 @@ TEST_CASE("parse: send") {
     check_error(in, "bad_request");
     CHECK(in.ref == "x");
   }
+}
+
+// SPEC section 3, "Fidelity": data is the text the sender wrote.
+namespace {
+
+std::string send_with(std::string_view data) {
+  return std::string{R"({"type":"send","to":"1","data":)"} + std::string{data} + "}";
+}
+
+std::string carried(const std::string& frame) {
+  auto in = protocol::parse_request(frame);
+  REQUIRE(in.type == kind::send);
+  return in.data;
+}
+
+} // namespace
+
+TEST_CASE("parse: send carries data as the sender wrote it") {
+  // Each of these came out changed when data was parsed and written again.
+  for (auto data : {"1.5", "2.50", "1E+2", "-0", "-0.0", "1e400", "-1E-400",
+                    "123456789012345678901234567890", "18446744073709551616",
+                    R"("\u00e9\n\"\\\/\ud83d\ude00 \u0000")",
+                    R"({"z":1,"a":{"y":[1.10,{"b":null,"a":true}],"x":false},"m":"é"})",
+                    R"(["]}","\\",{"k\"}":"\"\\"},[[]],"\\\""])"}) {
+    CAPTURE(data);
+    CHECK(carried(send_with(data)) == data);
+  }
+}
+
+TEST_CASE("parse: send's data wherever it stands, the last of repeats") {
+  SUBCASE("first, last or between other members") {
+    CHECK(carried(R"({"data":1.0,"type":"send","to":"1"})") == "1.0");
+    CHECK(carried(R"({"type":"send","to":"1","data":[1.0],"ref":"r"})") == "[1.0]");
+  }
+  SUBCASE("a repeated data: the last, as the parsed object keeps it") {
+    CHECK(carried(R"({"type":"send","to":"1","data":1,"data":{"k":2.50}})") ==
+          R"({"k":2.50})");
+    CHECK(carried(R"({"type":"send","data":"a","to":"1","data":"b","ref":"r"})") ==
+          R"("b")");
+  }
+  SUBCASE("a data inside another member is not the member") {
+    CHECK(carried(R"({"type":"send","to":"1","x":{"data":5},"data":7,"y":["data",1]})") ==
+          "7");
+    auto in = protocol::parse_request(R"({"type":"send","to":"1","x":{"data":5}})");
+    check_error(in, "bad_request");
+  }
+  SUBCASE("escaped member names compare unescaped") {
+    CHECK(carried(R"({"type":"send","to":"1","d\u0061ta":1.50})") == "1.50");
+    CHECK(carried(
+              R"({"type":"send","to":"1","data":1,"\u0064\u0041ta":2,"\u0064ata":3})") ==
+          "3");
+    for (auto name : {R"(dat\u00e1)", R"(data\u0000)", R"(dat)", R"(\"data)",
+                      R"(d\u0061t\ud83d\ude00)"}) {
+      CAPTURE(name);
+      auto in = protocol::parse_request(std::string{R"({"type":"send","to":"1",")"} +
+                                        name + R"(":1})");
+      check_error(in, "bad_request");
+      CHECK(in.error_message == "data is required");
+    }
+  }
+  SUBCASE("whitespace around the value is dropped, inside it kept") {
+    CHECK(carried("{ \"type\" : \"send\" ,\n\"to\":\"1\" , \"data\" :\t [ 1 , \"a b\" ]  "
+                  "\n}") == "[ 1 , \"a b\" ]");
+    CHECK(carried(" \r\n{\"type\":\"send\",\"to\":\"1\",\"data\":-2.0 }\n") == "-2.0");
+  }
+}
+
+TEST_CASE("encode: a message carries data as the sender wrote it, as valid JSON") {
+  for (auto data : {"1.5", "1e400", "123456789012345678901234567890", "-0",
+                    R"({"b":[1, 2.50],"a" : "\u00e9"})"}) {
+    CAPTURE(data);
+    auto frame = protocol::message("id", "1", carried(send_with(data)), 5);
+    CHECK(frame.find(std::string{R"("data":)"} + data + R"(,"ts":5})") !=
+          std::string::npos);
+    CHECK(frame.find("Infinity") == std::string::npos);
+    CHECK(parse_frame(frame).at("data") == json::parse(data));
+  }
+}
+
+TEST_CASE("api_message_data: the body's data as written, or nothing") {
+  CHECK(protocol::api_message_data(R"({"data":1.5})") == "1.5");
+  CHECK(protocol::api_message_data("\n{ \"x\":{\"data\":1}, \"data\" : [1e400] }\n") ==
+        "[1e400]");
+  CHECK(protocol::api_message_data(R"({"d\u0061ta":1,"data":"last"})") == R"("last")");
+  for (const auto& body : std::vector<std::string>{
+           "", "{", "[]", R"("data")", R"({"x":{"data":1}})", R"({"data":1,})",
+           R"({"data":1} x)", "{\"data\":\"\xff\"}", R"({"data":)" + nested(64) + "}"}) {
+    CAPTURE(body);
+    CHECK_FALSE(protocol::api_message_data(body));
+  }
+  CHECK(protocol::api_message_data(R"({"data":)" + nested(63) + "}") == nested(63));
 }
 
 TEST_CASE("parse: presence, watch and unwatch take userIds") {
