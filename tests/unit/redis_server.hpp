@@ -4,7 +4,7 @@
 #pragma once
 
 #include "src/redis/types.hpp"
-#include "src/redis/client.hpp"
+#include "src/redis/commands.hpp"
 
 #include <chrono>
 #include <csignal>
