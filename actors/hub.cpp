@@ -76,7 +76,8 @@ admission_result admitted_when_subscribed(hub_ptr self, user_id user, std::strin
       .then(
           [rp, id](bool subscribed) mutable {
             if (!subscribed)
-              CAF_LOG_DEBUG("welcome without a subscription" << CAF_ARG2("connection", id));
+              CAF_LOG_DEBUG("welcome without a subscription"
+                            << CAF_ARG2("connection", id));
             rp.deliver(admission::admitted, std::move(id));
           },
           [rp, id](caf::error& err) mutable {

@@ -25,7 +25,7 @@ namespace {
 //    down ── pipelines fail at once (redis_errc::down), nothing is sent;
 //      │     the reconnect timer (backoff) connects again
 //      └── connect ok ──> up
-//
+
 // The public interface plus its own timer.
 using redis_impl = redis_actor::extend<caf::reacts_to<reconnect_atom>>;
 

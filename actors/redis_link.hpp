@@ -26,6 +26,7 @@
 #include <string>
 
 #include "caf/atom.hpp"
+#include "caf/logger.hpp"
 
 namespace hubnode {
 
@@ -59,7 +60,8 @@ void schedule_reconnect(Self* self) {
   link.reconnect_scheduled = true;
   auto delay = std::max(link.backoff, backoff_floor);
   self->delayed_send(self, delay, reconnect_atom::value);
-  link.backoff = std::max(std::min(delay * 2, self->state.cfg.backoff_max), backoff_floor);
+  link.backoff =
+      std::max(std::min(delay * 2, self->state.cfg.backoff_max), backoff_floor);
 }
 
 // A connect (and for the subscriber, its resubscribe) succeeded. Only a

@@ -25,7 +25,7 @@ using namespace std::chrono_literals;
 using clock_type = std::chrono::steady_clock;
 
 inline redis_connection connected(const redis_endpoint& endpoint,
-                           std::chrono::nanoseconds command_timeout = 1s) {
+                                  std::chrono::nanoseconds command_timeout = 1s) {
   redis_connection conn;
   auto why = conn.connect(endpoint, 1s, command_timeout);
   REQUIRE_MESSAGE(why.empty(), why);

@@ -54,8 +54,8 @@ using confirm_atom = caf::atom_constant<caf::atom("confirm")>;
 using fake_subscriber_actor =
     subscriber_actor::extend<caf::reacts_to<confirm_atom, std::size_t, bool>>;
 
-fake_subscriber_actor::behavior_type
-fake_subscriber(fake_subscriber_actor::pointer self, std::shared_ptr<redis_log> log) {
+fake_subscriber_actor::behavior_type fake_subscriber(fake_subscriber_actor::pointer self,
+                                                     std::shared_ptr<redis_log> log) {
   return {
       [self, log](subscribe_atom, const strings& channels) -> caf::result<bool> {
         log->subscribed.push_back(channels);
@@ -212,9 +212,10 @@ TEST_CASE_FIXTURE(cluster_fixture,
   CHECK(log->held.size() == 1);
 }
 
-TEST_CASE_FIXTURE(cluster_fixture,
-                  "cluster: a subscribe while Redis is down is answered false, then asked "
-                  "again") {
+TEST_CASE_FIXTURE(
+    cluster_fixture,
+    "cluster: a subscribe while Redis is down is answered false, then asked "
+    "again") {
   log->hold = true;
   auto first = subscribe(7);
   confirm(0, false);

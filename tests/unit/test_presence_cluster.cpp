@@ -6,9 +6,9 @@
 // a real redis-server.
 
 #include "actors/presence.hpp"
-#include "src/redis/presence_scripts.hpp"
 #include "actors/redis_commands.hpp"
 #include "src/redis/commands.hpp"
+#include "src/redis/presence_scripts.hpp"
 #include "src/redis/subscriber.hpp"
 #include "tests/unit/actor_fixture.hpp"
 #include "tests/unit/real_system.hpp"

@@ -184,8 +184,9 @@ std::pair<std::optional<bool>, clock_type::duration>
 ask_subscribe(redis_fixture& f, const subscriber_actor& sub, std::string channel) {
   std::optional<bool> answer;
   auto start = clock_type::now();
-  f.self->request(sub, std::chrono::seconds(20), subscribe_atom::value,
-                  std::vector<std::string>{std::move(channel)})
+  f.self
+      ->request(sub, std::chrono::seconds(20), subscribe_atom::value,
+                std::vector<std::string>{std::move(channel)})
       .receive([&](bool ok) { answer = ok; },
                [&](caf::error& err) { FAIL("subscribe failed: " << to_string(err)); });
   return {answer, clock_type::now() - start};
@@ -215,7 +216,8 @@ TEST_CASE_FIXTURE(redis_fixture,
   CHECK(took < 2s);
 }
 
-TEST_CASE_FIXTURE(redis_fixture, "redis: a subscribe while Redis is down is answered false") {
+TEST_CASE_FIXTURE(redis_fixture,
+                  "redis: a subscribe while Redis is down is answered false") {
   auto sub = start_subscriber(settings());
   expect_state(true);
   server.stop();
