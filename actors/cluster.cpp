@@ -3,14 +3,15 @@
 
 #include "actors/cluster.hpp"
 
-#include "actors/redis.hpp"
 #include "actors/redis_batch.hpp"
+#include "actors/redis_subscriber.hpp"
 #include "src/base/user_id.hpp"
 #include "src/redis/keys.hpp"
 
 #include <boost/json.hpp>
 #include <optional>
-#include <unordered_set>
+#include <unordered_map>
+#include <vector>
 
 #include "caf/send.hpp"
 #include "caf/stateful_actor.hpp"
@@ -45,6 +46,18 @@ namespace {
 // redis.command-timeout.
 constexpr std::size_t max_pipeline = 512;
 
+// This node's subscription to the channel of one user with a local
+// connection.
+struct user_subscription {
+  // Redis confirmed it, and the pub/sub connection has not broken since.
+  bool confirmed = false;
+  // The registrations waiting for the subscriber's answer; while there are
+  // some, that request is in flight.
+  std::vector<caf::typed_response_promise<bool>> waiting;
+  // Tells that answer from one to an earlier subscription of the user.
+  std::uint64_t attempt = 0;
+};
+
 struct cluster_state {
   redis_settings cfg;
   hub_actor hub;
@@ -53,8 +66,9 @@ struct cluster_state {
   stats* st = nullptr;
   redis_keys keys{""};
   // Users whose channel this node is subscribed to: those with a local
-  // connection. The hub says when; this set only keeps it idempotent.
-  std::unordered_set<user_id> subscribed;
+  // connection. The hub says when; this map keeps it idempotent.
+  std::unordered_map<user_id, user_subscription> subscribed;
+  std::uint64_t attempts = 0;
   // Publishes, in order, many to a round trip when busy; an idle node sends
   // a publish at once.
   std::optional<redis_batch> publishes;
@@ -66,10 +80,11 @@ const char* cluster_state::name = "cluster";
 
 using cluster_ptr = cluster_actor::stateful_pointer<cluster_state>;
 
-// A publish waits at most for a connect and a command of the redis actor (it
-// answers with an error itself when Redis is down or slow); this is only the
-// bound for a redis actor that does not answer at all.
-caf::timespan publish_timeout(const redis_settings& cfg) {
+// A publish or a subscribe waits at most for a connect and a command of the
+// redis actor or the subscriber (they answer false or an error themselves
+// when Redis is down or slow); this is only the bound for one that does not
+// answer at all.
+caf::timespan redis_timeout(const redis_settings& cfg) {
   return cfg.connect_timeout + 2 * cfg.command_timeout;
 }
 
@@ -77,20 +92,69 @@ std::string user_channel(cluster_ptr self, user_id user) {
   return self->state.keys.delivery(user);
 }
 
-void subscribe(cluster_ptr self, user_id user) {
-  if (!self->state.subscribed.insert(user).second)
+// The subscriber's answer to one attempt; one for an earlier subscription of
+// the user (unsubscribed since) is old news.
+void confirmed(cluster_ptr self, user_id user, std::uint64_t attempt, bool ok) {
+  auto i = self->state.subscribed.find(user);
+  if (i == self->state.subscribed.end() || i->second.attempt != attempt)
     return;
-  CAF_LOG_DEBUG("subscribe" << CAF_ARG(user));
-  self->send(self->state.subscriber, subscribe_atom::value,
-             std::vector<std::string>{user_channel(self, user)});
+  auto waiting = std::move(i->second.waiting);
+  i->second.waiting.clear();
+  i->second.confirmed = ok;
+  for (auto& rp : waiting)
+    rp.deliver(ok);
+}
+
+void ask_subscriber(cluster_ptr self, user_id user, user_subscription& entry) {
+  auto attempt = entry.attempt = ++self->state.attempts;
+  self->request(self->state.subscriber, redis_timeout(self->state.cfg),
+                subscribe_atom::value, std::vector<std::string>{user_channel(self, user)})
+      .then([self, user, attempt](bool ok) { confirmed(self, user, attempt, ok); },
+            [self, user, attempt](caf::error& err) {
+              CAF_LOG_WARNING("subscriber did not answer" << CAF_ARG(user)
+                                                          << CAF_ARG(err));
+              confirmed(self, user, attempt, false);
+            });
+}
+
+// Answered once the subscriber confirmed the channel, so that the hub holds
+// the welcome until a message published after it reaches this node. A failed
+// subscription is asked for again by the next registration; the subscriber
+// subscribes the channel anyway once Redis is back.
+caf::result<bool> subscribe(cluster_ptr self, user_id user) {
+  auto& entry = self->state.subscribed[user];
+  if (entry.confirmed)
+    return true;
+  auto rp = self->make_response_promise<bool>();
+  entry.waiting.push_back(rp);
+  if (entry.waiting.size() == 1) {
+    CAF_LOG_DEBUG("subscribe" << CAF_ARG(user));
+    ask_subscriber(self, user, entry);
+  }
+  return rp;
 }
 
 void unsubscribe(cluster_ptr self, user_id user) {
-  if (self->state.subscribed.erase(user) == 0)
+  auto i = self->state.subscribed.find(user);
+  if (i == self->state.subscribed.end())
     return;
+  // Only registrations of connections gone already can be waiting.
+  for (auto& rp : i->second.waiting)
+    rp.deliver(false);
+  self->state.subscribed.erase(i);
   CAF_LOG_DEBUG("unsubscribe" << CAF_ARG(user));
   self->send(self->state.subscriber, unsub_atom::value,
              std::vector<std::string>{user_channel(self, user)});
+}
+
+// A broken pub/sub connection loses every subscription until the subscriber
+// has confirmed them again: until then a registration asks it.
+void on_pubsub_state(cluster_ptr self, bool up) {
+  self->state.st->pubsub_up.store(up ? 1 : 0, std::memory_order_relaxed);
+  CAF_LOG_INFO("pub/sub connection" << CAF_ARG2("redis", up ? "up" : "down"));
+  if (!up)
+    for (auto& [user, entry] : self->state.subscribed)
+      entry.confirmed = false;
 }
 
 bool is_integer(const redis_reply& reply) {
@@ -194,7 +258,7 @@ cluster_actor::behavior_type cluster(cluster_ptr self, redis_settings cfg, hub_a
   s.cfg = std::move(cfg);
   s.hub = std::move(hub);
   s.presence = std::move(presence);
-  s.publishes.emplace(std::move(redis), publish_timeout(s.cfg), max_pipeline);
+  s.publishes.emplace(std::move(redis), redis_timeout(s.cfg), max_pipeline);
   s.st = st;
   // Subscribed from the start, so that pub/sub (and /readyz) is up only once
   // P`presence` is: a watcher of a ready node hears every later transition.
@@ -207,7 +271,7 @@ cluster_actor::behavior_type cluster(cluster_ptr self, redis_settings cfg, hub_a
   CAF_LOG_INFO("cluster mode" << CAF_ARG2("node", s.cfg.node_id)
                               << CAF_ARG2("prefix", s.cfg.key_prefix));
   return {
-      [self](subscribe_atom, user_id user) { subscribe(self, user); },
+      [self](subscribe_atom, user_id user) { return subscribe(self, user); },
       [self](unsub_atom, user_id user) { unsubscribe(self, user); },
       [self](publish_atom, user_id user, const payload& frame) {
         return publish(self, user, frame);
@@ -216,10 +280,7 @@ cluster_actor::behavior_type cluster(cluster_ptr self, redis_settings cfg, hub_a
         on_remote(self, channel, message);
       },
       // The subscriber subscribes again by itself once Redis is back.
-      [self](redis_state_atom, bool up) {
-        self->state.st->pubsub_up.store(up ? 1 : 0, std::memory_order_relaxed);
-        CAF_LOG_INFO("pub/sub connection" << CAF_ARG2("redis", up ? "up" : "down"));
-      },
+      [self](redis_state_atom, bool up) { on_pubsub_state(self, up); },
   };
 }
 

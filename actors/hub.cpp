@@ -67,6 +67,28 @@ admission_result refuse(hub_ptr self, user_id user, admission why, rejection lab
   return {why, std::string{}};
 }
 
+// In cluster mode the answer waits for the cluster's subscription to the
+// user's channel: the connection sends its welcome on this answer (SPEC
+// section 3, "Timing"), and a message sent to the user after the welcome
+// must reach it from every node. Without Redis the cluster answers at once
+// (false), and the welcome goes out all the same: local delivery works on.
+admission_result admitted_when_subscribed(hub_ptr self, user_id user, std::string id) {
+  auto rp = self->make_response_promise<admission, std::string>();
+  self->request(self->state.cluster, caf::infinite, subscribe_atom::value, user)
+      .then(
+          [rp, id](bool subscribed) mutable {
+            if (!subscribed)
+              CAF_LOG_DEBUG("welcome without a subscription"
+                            << CAF_ARG2("connection", id));
+            rp.deliver(admission::admitted, std::move(id));
+          },
+          [rp, id](caf::error& err) mutable {
+            CAF_LOG_WARNING("cluster did not answer" << CAF_ARG(err));
+            rp.deliver(admission::admitted, std::move(id));
+          });
+  return rp;
+}
+
 // Registration comes before the welcome (the connection sends it only once
 // admitted), so whatever is routed to the user after the welcome finds it here.
 admission_result admit(hub_ptr self, user_id user, const connection_actor& conn) {
@@ -78,13 +100,8 @@ admission_result admit(hub_ptr self, user_id user, const connection_actor& conn)
                   rejection::too_many_connections);
   auto id = fmt::format("{}-c{}", st.cfg.node_id, ++st.last_connection);
   auto& conns = st.by_user[user];
-  if (conns.empty()) {
+  if (conns.empty())
     stats::add(st.st->users_online_local, 1);
-    // Before the answer, so that the subscription is on its way when the
-    // connection sends its welcome.
-    if (st.cluster)
-      self->send(st.cluster, subscribe_atom::value, user);
-  }
   conns.push_back(conn);
   st.by_actor.emplace(conn.address(), registration{user, id});
   self->monitor(conn);
@@ -93,6 +110,8 @@ admission_result admit(hub_ptr self, user_id user, const connection_actor& conn)
   self->send(st.presence, connected_atom::value, user);
   CAF_LOG_DEBUG("register" << CAF_ARG2("actor", conn->id()) << CAF_ARG(user)
                            << CAF_ARG2("connection", id));
+  if (st.cluster)
+    return admitted_when_subscribed(self, user, std::move(id));
   return {admission::admitted, std::move(id)};
 }
 
@@ -251,7 +270,8 @@ void join_cluster(hub_ptr self, cluster_actor cluster) {
   CAF_LOG_INFO("cluster mode");
   self->state.cluster = std::move(cluster);
   for (auto& [user, conns] : self->state.by_user)
-    self->send(self->state.cluster, subscribe_atom::value, user);
+    self->request(self->state.cluster, caf::infinite, subscribe_atom::value, user)
+        .then([](bool) {}, [](caf::error&) {});
 }
 
 caf::result<bool> shutdown(hub_ptr self) {

@@ -6,6 +6,7 @@
 //   hub --connected/disconnected/online--> presence --presence_changed--> connection
 //   http (src/) --route--> hub, --count--> presence
 //   cluster mode: hub --subscribe/unsub/publish--> cluster --remote--> hub
+//                 cluster --subscribe/unsub--> subscriber
 //                 cluster --event--> presence;  presence, cluster --redis--> redis
 //                 subscriber --remote--> cluster
 #pragma once
@@ -70,14 +71,19 @@ using redis_actor = caf::typed_actor<
 
 // The pub/sub connection to Redis (a detached actor). Every message on a
 // subscribed channel goes to its sink as (remote, channel, message).
-using subscriber_actor =
-    caf::typed_actor<caf::reacts_to<subscribe_atom, std::vector<std::string>>,
-                     caf::reacts_to<unsub_atom, std::vector<std::string>>>;
+using subscriber_actor = caf::typed_actor<
+    // true once Redis confirmed the channels; false when Redis is down
+    caf::replies_to<subscribe_atom, std::vector<std::string>>::with<bool>,
+    caf::reacts_to<unsub_atom, std::vector<std::string>>>;
 
 // Cross-node delivery (cluster mode only).
 using cluster_actor = caf::typed_actor<
-    // from the hub: the first local connection of a user opened / the last closed
-    caf::reacts_to<subscribe_atom, user_id>, caf::reacts_to<unsub_atom, user_id>,
+    // from the hub: a local connection of a user is registered; answers true
+    // once this node hears the user's channel (at once when it does already),
+    // false when Redis is down or did not confirm in time
+    caf::replies_to<subscribe_atom, user_id>::with<bool>,
+    // from the hub: the last local connection of a user closed
+    caf::reacts_to<unsub_atom, user_id>,
     // from the hub: publish a message frame to the user's channel; answers
     // whether the user is online elsewhere (another node got it, or P`online`
     // has the user)

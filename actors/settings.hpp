@@ -64,6 +64,9 @@ struct redis_settings {
   caf::timespan command_timeout = std::chrono::seconds(1);
   caf::timespan backoff_min = std::chrono::milliseconds(100);
   caf::timespan backoff_max = std::chrono::seconds(2);
+  // The longest the subscriber waits on its socket in one round; a message
+  // for it ends the wait at once, so this only bounds an idle round.
+  caf::timespan poll_interval = std::chrono::milliseconds(20);
 };
 
 } // namespace hubnode

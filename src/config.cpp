@@ -2,7 +2,7 @@
 
 #include "src/config.hpp"
 
-#include "src/redis/client.hpp"
+#include "src/redis/url.hpp"
 
 #include <algorithm>
 #include <fmt/format.h>

@@ -21,7 +21,7 @@
 #include "actors/cluster.hpp"
 #include "actors/hub.hpp"
 #include "actors/presence.hpp"
-#include "actors/redis.hpp"
+#include "actors/redis_commands.hpp"
 #include "src/config.hpp"
 #include "src/net/io_pool.hpp"
 #include "src/net/io_scheduler.hpp"

@@ -14,22 +14,40 @@ int hex_value(char c) {
   return -1;
 }
 
-} // namespace
+// The byte of the escape "%XX" at text[at], or -1 when there is none.
+int escaped_byte(std::string_view text, std::size_t at) {
+  if (text[at] != '%' || at + 2 >= text.size())
+    return -1;
+  auto high = hex_value(text[at + 1]);
+  auto low = hex_value(text[at + 2]);
+  return high < 0 || low < 0 ? -1 : high * 16 + low;
+}
 
-std::string url_decode(std::string_view text) {
+// Both decodings: `form` turns '+' into a space and keeps a broken escape
+// verbatim; without it a broken escape fails the whole text.
+std::optional<std::string> decode(std::string_view text, bool form) {
   std::string out;
   for (std::size_t i = 0; i < text.size(); ++i) {
-    if (text[i] == '+') {
-      out += ' ';
-    } else if (text[i] == '%' && i + 2 < text.size() && hex_value(text[i + 1]) >= 0 &&
-               hex_value(text[i + 2]) >= 0) {
-      out += static_cast<char>(hex_value(text[i + 1]) * 16 + hex_value(text[i + 2]));
+    if (auto byte = escaped_byte(text, i); byte >= 0) {
+      out += static_cast<char>(byte);
       i += 2;
+    } else if (text[i] == '%' && !form) {
+      return std::nullopt;
     } else {
-      out += text[i];
+      out += form && text[i] == '+' ? ' ' : text[i];
     }
   }
   return out;
+}
+
+} // namespace
+
+std::string url_decode(std::string_view text) {
+  return *decode(text, true);
+}
+
+std::optional<std::string> percent_decode(std::string_view text) {
+  return decode(text, false);
 }
 
 std::string_view path_of(std::string_view target) {

@@ -20,4 +20,8 @@ std::optional<std::string> query_param(std::string_view target, std::string_view
 // silently altered.
 std::string url_decode(std::string_view text);
 
+// RFC 3986 percent-decoding, as in the user info of a URL: %XX a byte, '+'
+// itself. Nothing when an escape is broken.
+std::optional<std::string> percent_decode(std::string_view text);
+
 } // namespace hubnode

@@ -6,9 +6,10 @@
 
 #include "src/base/log.hpp"
 
-#include "actors/redis.hpp"
-#include "src/redis/client.hpp"
+#include "actors/redis_commands.hpp"
+#include "src/redis/commands.hpp"
 #include "src/redis/presence_scripts.hpp"
+#include "src/redis/subscriber.hpp"
 #include "tests/unit/presence_fixture.hpp"
 #include "tests/unit/real_system.hpp"
 #include "tests/unit/redis_server.hpp"

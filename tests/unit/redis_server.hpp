@@ -3,8 +3,8 @@
 // take Redis away under a running client and bring it back.
 #pragma once
 
+#include "src/redis/commands.hpp"
 #include "src/redis/types.hpp"
-#include "src/redis/client.hpp"
 
 #include <chrono>
 #include <csignal>

@@ -20,6 +20,10 @@ struct redis_log {
   std::vector<strings> subscribed;
   std::vector<strings> unsubscribed;
   std::vector<std::pair<user_id, bool>> events;
+  // Subscribe requests the stand-in subscriber holds instead of confirming
+  // them at once.
+  bool hold = false;
+  std::vector<caf::typed_response_promise<bool>> held;
 };
 
 redis_reply integer(std::int64_t value) {
@@ -44,14 +48,30 @@ redis_actor::behavior_type fake_redis(redis_actor::pointer,
   };
 }
 
-subscriber_actor::behavior_type fake_subscriber(subscriber_actor::pointer,
-                                                std::shared_ptr<redis_log> log) {
+// The test's word that Redis confirmed (true) or failed the i-th held
+// subscribe request: promises are delivered from inside their actor.
+using confirm_atom = caf::atom_constant<caf::atom("confirm")>;
+using fake_subscriber_actor =
+    subscriber_actor::extend<caf::reacts_to<confirm_atom, std::size_t, bool>>;
+
+fake_subscriber_actor::behavior_type fake_subscriber(fake_subscriber_actor::pointer self,
+                                                     std::shared_ptr<redis_log> log) {
   return {
-      [log](subscribe_atom, const strings& channels) {
+      [self, log](subscribe_atom, const strings& channels) -> caf::result<bool> {
         log->subscribed.push_back(channels);
+        if (!log->hold)
+          return true;
+        auto rp = self->make_response_promise<bool>();
+        log->held.push_back(rp);
+        return rp;
       },
       [log](unsub_atom, const strings& channels) {
         log->unsubscribed.push_back(channels);
+      },
+      [log](confirm_atom, std::size_t i, bool ok) {
+        // Moved out, so that no promise keeps its actor alive.
+        auto rp = std::move(log->held.at(i));
+        rp.deliver(ok);
       },
   };
 }
@@ -76,6 +96,7 @@ struct cluster_fixture : actor_fixture {
       caf::actor_cast<presence_actor>(sys.spawn(fake_presence, log));
   hub_actor hub = spawn_hub(sys, make_hub_settings(node_options{}), presence, st);
   redis_actor redis = sys.spawn(fake_redis, log);
+  fake_subscriber_actor subscriber;
   cluster_actor cluster = spawn();
 
   static redis_settings make_settings() {
@@ -90,7 +111,8 @@ struct cluster_fixture : actor_fixture {
     auto result = spawn_cluster(sys, cfg, hub, presence, redis, st,
                                 [this, log_copy](caf::actor, strings channels) {
                                   log_copy->subscribed.push_back(std::move(channels));
-                                  return sys.spawn(fake_subscriber, log_copy);
+                                  subscriber = sys.spawn(fake_subscriber, log_copy);
+                                  return subscriber;
                                 });
     run();
     return result;
@@ -111,6 +133,23 @@ struct cluster_fixture : actor_fixture {
     REQUIRE(reply->has_value());
     REQUIRE(std::get<0>(**reply) == admission::admitted);
     return conn_log;
+  }
+
+  // A subscribe request of the hub's; its answer once there is one.
+  answer<bool> subscribe(user_id user) {
+    auto result = std::make_shared<std::optional<std::tuple<bool>>>();
+    sys.spawn([=](caf::event_based_actor* self) {
+      self->request(cluster, caf::infinite, subscribe_atom::value, user)
+          .then([result](bool ok) { result->emplace(ok); },
+                [](caf::error& err) { FAIL("subscribe failed: " << to_string(err)); });
+    });
+    run();
+    return result;
+  }
+
+  void confirm(std::size_t i, bool ok) {
+    REQUIRE(i < log->held.size());
+    send(subscriber, confirm_atom::value, i, ok);
   }
 
   void remote(std::string channel, std::string message) {
@@ -155,6 +194,60 @@ TEST_CASE_FIXTURE(cluster_fixture, "cluster: user subscriptions are idempotent")
   send(cluster, subscribe_atom::value, user_id{7});
   CHECK(log->subscribed.back() == strings{"hp:user:7"});
   CHECK(log->subscribed.size() == 4);
+}
+
+TEST_CASE_FIXTURE(cluster_fixture,
+                  "cluster: a subscribe is answered once the subscriber confirmed it") {
+  log->hold = true;
+  auto first = subscribe(7);
+  auto second = subscribe(7); // a second connection while the first waits
+  CHECK_FALSE(first->has_value());
+  CHECK_FALSE(second->has_value());
+  REQUIRE(log->held.size() == 1); // one request to the subscriber for both
+  confirm(0, true);
+  CHECK(*first == std::make_tuple(true));
+  CHECK(*second == std::make_tuple(true));
+  // Subscribed already: answered at once, the subscriber is not asked.
+  CHECK(*subscribe(7) == std::make_tuple(true));
+  CHECK(log->held.size() == 1);
+}
+
+TEST_CASE_FIXTURE(
+    cluster_fixture,
+    "cluster: a subscribe while Redis is down is answered false, then asked "
+    "again") {
+  log->hold = true;
+  auto first = subscribe(7);
+  confirm(0, false);
+  CHECK(*first == std::make_tuple(false));
+  auto second = subscribe(7);
+  REQUIRE(log->held.size() == 2);
+  confirm(1, true);
+  CHECK(*second == std::make_tuple(true));
+  // A broken pub/sub connection loses the subscription until Redis confirms
+  // it again.
+  send(cluster, redis_state_atom::value, false);
+  auto third = subscribe(7);
+  CHECK_FALSE(third->has_value());
+  REQUIRE(log->held.size() == 3);
+  confirm(2, true);
+  CHECK(*third == std::make_tuple(true));
+  // No SUBSCRIBE twice: the subscriber knows the channel already.
+  CHECK(log->unsubscribed.empty());
+}
+
+TEST_CASE_FIXTURE(cluster_fixture,
+                  "cluster: an answer for a user unsubscribed meanwhile is old news") {
+  log->hold = true;
+  auto gone = subscribe(7);
+  send(cluster, unsub_atom::value, user_id{7});
+  CHECK(*gone == std::make_tuple(false));
+  auto again = subscribe(7);
+  REQUIRE(log->held.size() == 2);
+  confirm(0, true); // the confirmation of the first SUBSCRIBE
+  CHECK_FALSE(again->has_value());
+  confirm(1, true);
+  CHECK(*again == std::make_tuple(true));
 }
 
 TEST_CASE_FIXTURE(cluster_fixture,

@@ -119,6 +119,62 @@ TEST_CASE_FIXTURE(connection_fixture,
   CHECK(c.socket->writes.size() == 1);
 }
 
+namespace {
+
+// A cluster whose subscriptions Redis confirms (true) or fails only when the
+// test says so: (confirm, i, ok) answers the i-th.
+struct held_subscriptions {
+  std::vector<caf::typed_response_promise<bool>> promises;
+};
+
+using confirm_atom = caf::atom_constant<caf::atom("confirm")>;
+using holding_cluster_actor =
+    cluster_actor::extend<caf::reacts_to<confirm_atom, std::size_t, bool>>;
+
+holding_cluster_actor::behavior_type
+holding_cluster(holding_cluster_actor::pointer self,
+                std::shared_ptr<held_subscriptions> held) {
+  return {
+      [self, held](subscribe_atom, user_id) {
+        held->promises.push_back(self->make_response_promise<bool>());
+        return held->promises.back();
+      },
+      [](unsub_atom, user_id) {},
+      [](publish_atom, user_id, const payload&) { return false; },
+      [](remote_atom, const std::string&, const std::string&) {},
+      [](redis_state_atom, bool) {},
+      [held](confirm_atom, std::size_t i, bool ok) {
+        // Moved out, so that no promise keeps its actor alive.
+        auto rp = std::move(held->promises.at(i));
+        rp.deliver(ok);
+      },
+  };
+}
+
+} // namespace
+
+// SPEC section 3, "Timing": a message sent to the user after the welcome
+// reaches it from every node, so this node hears the user's channel first.
+TEST_CASE_FIXTURE(connection_fixture,
+                  "connection: in cluster mode the welcome waits for the subscription") {
+  auto held = std::make_shared<held_subscriptions>();
+  auto cluster = sys.spawn(holding_cluster, held);
+  send(hub, cluster_atom::value, cluster_actor{cluster});
+  auto c = connect(7);
+  REQUIRE(held->promises.size() == 1);
+  CHECK(c.socket->accepts == 0);
+  send(cluster, confirm_atom::value, std::size_t{0}, true);
+  CHECK(c.socket->accepts == 1);
+  // Redis down: the cluster answers false, and the welcome goes all the same.
+  auto d = connect(8);
+  REQUIRE(held->promises.size() == 2);
+  CHECK(d.socket->accepts == 0);
+  send(cluster, confirm_atom::value, std::size_t{1}, false);
+  CHECK(d.socket->accepts == 1);
+  REQUIRE(d.socket->writes.size() == 1);
+  CHECK(type_of(d.socket->writes[0][0]) == "welcome");
+}
+
 TEST_CASE_FIXTURE(connection_fixture,
                   "connection: a message routed before the upgrade follows the welcome") {
   auto c = connect(7);
