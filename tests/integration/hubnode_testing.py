@@ -343,30 +343,26 @@ class Resp:
         return f"<HTTP {self.status} {self.headers.get('content-type')} {self.body[:200]!r}>"
 
 
-def _recv_until(sock, buf, marker, deadline):
-    while marker not in buf:
+def _recv_while(sock, buf, missing, deadline, what):
+    """Reads into `buf` while `missing(buf)`, until `deadline`."""
+    while missing(buf):
         left = deadline - time.monotonic()
         if left <= 0:
-            raise TimeoutError(f"timed out waiting for {marker!r}; have {bytes(buf[:300])!r}")
+            raise TimeoutError(f"timed out waiting for {what}; have {bytes(buf[:300])!r}")
         sock.settimeout(left)
         chunk = sock.recv(65536)
         if not chunk:
-            raise EOFError(f"connection closed; have {bytes(buf[:300])!r}")
+            raise EOFError(f"connection closed waiting for {what}; have {bytes(buf[:300])!r}")
         buf += chunk
     return buf
+
+
+def _recv_until(sock, buf, marker, deadline):
+    return _recv_while(sock, buf, lambda b: marker not in b, deadline, repr(marker))
 
 
 def _recv_n(sock, buf, n, deadline):
-    while len(buf) < n:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError(f"timed out reading body ({len(buf)}/{n})")
-        sock.settimeout(left)
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise EOFError(f"connection closed reading body ({len(buf)}/{n})")
-        buf += chunk
-    return buf
+    return _recv_while(sock, buf, lambda b: len(b) < n, deadline, f"{n} bytes of body")
 
 
 def read_response(sock, timeout=5.0, body_expected=True):
