@@ -16,8 +16,8 @@
 #define BOOST_DISABLE_ASSERTS
 #endif
 
-#include "src/wire/http_target.hpp"
 #include "src/base/user_id.hpp"
+#include "src/wire/http_target.hpp"
 
 #include <boost/asio/buffer.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
