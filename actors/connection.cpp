@@ -391,23 +391,25 @@ connection_actor::behavior_type upgrading(connection_ptr self) {
   };
 }
 
-void on_admission(connection_ptr self, admission verdict, std::string id) {
+void on_admission(connection_ptr self, admission verdict, welcome_info& info) {
   if (verdict != admission::admitted)
     return reject(self, verdict);
   auto& st = self->state;
-  st.id = std::move(id);
+  st.id = std::move(info.connection_id);
   CAF_LOG_DEBUG("admitted" << CAF_ARG2("actor", self->id()) << CAF_ARG2("user", st.user)
                            << CAF_ARG2("connection", st.id));
   // One send for the 101 and the welcome: in a reconnect storm the node's
   // sends are most of the cost of admitting a client.
-  st.socket->accept(make_payload(protocol::welcome(st.user, st.id, st.cfg->node_id)));
+  st.socket->accept(make_payload(
+      protocol::welcome(st.user, st.id, st.cfg->node_id, info.position, info.recovered)));
   self->become(upgrading(self));
 }
 
 connection_actor::behavior_type
 connection(connection_ptr self, connection_settings_ptr cfg, hub_actor hub,
            presence_actor presence, stats* st, transport_ptr socket, user_id user,
-           std::string remote, std::optional<caf::timespan> lifetime) {
+           std::string remote, std::optional<caf::timespan> lifetime,
+           recovery_request recover) {
   auto& s = self->state;
   s.cfg = std::move(cfg);
   s.hub = std::move(hub);
@@ -429,9 +431,10 @@ connection(connection_ptr self, connection_settings_ptr cfg, hub_actor hub,
     else
       self->send(handle_of(self), expire_atom::value);
   }
-  self->request(s.hub, caf::infinite, register_atom::value, user, handle_of(self))
+  self->request(s.hub, caf::infinite, register_atom::value, user, handle_of(self),
+                std::move(recover))
       .then([self](admission verdict,
-                   std::string& id) { on_admission(self, verdict, std::move(id)); },
+                   welcome_info& info) { on_admission(self, verdict, info); },
             [self](caf::error& err) {
               CAF_LOG_WARNING("register failed" << CAF_ARG(err));
               reject(self, admission::over_capacity);
@@ -445,9 +448,11 @@ connection_actor spawn_connection(caf::actor_system& sys, connection_settings_pt
                                   hub_actor hub, presence_actor presence, stats& st,
                                   transport_ptr socket, user_id user,
                                   std::string remote_address,
-                                  std::optional<caf::timespan> lifetime) {
+                                  std::optional<caf::timespan> lifetime,
+                                  recovery_request recover) {
   return sys.spawn(connection, std::move(cfg), std::move(hub), std::move(presence), &st,
-                   std::move(socket), user, std::move(remote_address), lifetime);
+                   std::move(socket), user, std::move(remote_address), lifetime,
+                   std::move(recover));
 }
 
 } // namespace hubnode

@@ -3,11 +3,13 @@
 
 #include "actors/hub.hpp"
 
+#include "actors/streams/user_streams.hpp"
 #include "src/base/clock.hpp"
 #include "src/wire/protocol.hpp"
 
 #include <algorithm>
 #include <memory>
+#include <optional>
 #include <unordered_map>
 
 #include <fmt/format.h>
@@ -37,6 +39,10 @@ struct hub_state {
   // A message id is this and a count: NODE-INCARNATION-mN.
   std::string message_prefix;
   std::uint64_t last_message = 0;
+  // Standalone mode only: the user streams of SPEC section 8. Appending and
+  // delivering is one turn of this actor, and so is registering and
+  // replaying, so a recovery cannot miss or repeat a live message.
+  std::optional<user_streams> streams;
   bool shutting_down = false;
   std::vector<caf::typed_response_promise<bool>> drained;
 
@@ -46,7 +52,7 @@ struct hub_state {
 const char* hub_state::name = "hub";
 
 using hub_ptr = hub_actor::stateful_pointer<hub_state>;
-using admission_result = caf::result<admission, std::string>;
+using admission_result = caf::result<admission, welcome_info>;
 
 template <class... Ts>
 void broadcast(hub_ptr self, const Ts&... xs) {
@@ -64,7 +70,7 @@ admission_result refuse(hub_ptr self, user_id user, admission why, rejection lab
   CAF_LOG_INFO("register refused" << CAF_ARG(user)
                                   << CAF_ARG2("reason", to_label(label)));
   self->state.st->rejected(label);
-  return {why, std::string{}};
+  return {why, welcome_info{}};
 }
 
 // In cluster mode the answer waits for the cluster's subscription to the
@@ -72,47 +78,82 @@ admission_result refuse(hub_ptr self, user_id user, admission why, rejection lab
 // section 3, "Timing"), and a message sent to the user after the welcome
 // must reach it from every node. Without Redis the cluster answers at once
 // (false), and the welcome goes out all the same: local delivery works on.
-admission_result admitted_when_subscribed(hub_ptr self, user_id user, std::string id) {
-  auto rp = self->make_response_promise<admission, std::string>();
+admission_result admitted_when_subscribed(hub_ptr self, user_id user, welcome_info info) {
+  auto rp = self->make_response_promise<admission, welcome_info>();
   self->request(self->state.cluster, caf::infinite, subscribe_atom::value, user)
       .then(
-          [rp, id](bool subscribed) mutable {
+          [rp, info](bool subscribed) mutable {
             if (!subscribed)
               CAF_LOG_DEBUG("welcome without a subscription"
-                            << CAF_ARG2("connection", id));
-            rp.deliver(admission::admitted, std::move(id));
+                            << CAF_ARG2("connection", info.connection_id));
+            rp.deliver(admission::admitted, std::move(info));
           },
-          [rp, id](caf::error& err) mutable {
+          [rp, info](caf::error& err) mutable {
             CAF_LOG_WARNING("cluster did not answer" << CAF_ARG(err));
-            rp.deliver(admission::admitted, std::move(id));
+            rp.deliver(admission::admitted, std::move(info));
           });
   return rp;
 }
 
+void count_recovery(hub_ptr self, bool recovered) {
+  stats::bump(recovered ? self->state.st->recovered : self->state.st->not_recovered);
+}
+
+// The welcome's part of the user stream, and the replay of what the client
+// missed. The replay is sent before the admission answer: the connection
+// holds deliveries until its welcome is out, in the order they came, so the
+// replay goes out between the welcome and every live message, which this
+// actor can only route after this turn.
+void open_stream(hub_ptr self, user_id user, const connection_actor& conn,
+                 const recovery_request& recover, welcome_info& info) {
+  auto& streams = *self->state.streams;
+  auto now = self->clock().now();
+  info.position = streams.open(user, now);
+  if (!recover)
+    return;
+  auto missed = streams.since(user, *recover, now);
+  info.recovered = missed.has_value();
+  count_recovery(self, *info.recovered);
+  if (!missed)
+    return;
+  for (auto& frame : *missed)
+    self->send(conn, deliver_atom::value, frame);
+  stats::bump(self->state.st->messages_delivered, missed->size());
+}
+
 // Registration comes before the welcome (the connection sends it only once
 // admitted), so whatever is routed to the user after the welcome finds it here.
-admission_result admit(hub_ptr self, user_id user, const connection_actor& conn) {
+admission_result admit(hub_ptr self, user_id user, const connection_actor& conn,
+                       const recovery_request& recover) {
   auto& st = self->state;
   if (st.shutting_down || st.by_actor.size() >= st.cfg.max_connections)
     return refuse(self, user, admission::over_capacity, rejection::over_capacity);
   if (local_connections(self, user) >= st.cfg.max_connections_per_user)
     return refuse(self, user, admission::too_many_connections,
                   rejection::too_many_connections);
-  auto id = fmt::format("{}-c{}", st.cfg.node_id, ++st.last_connection);
+  welcome_info info;
+  info.connection_id = fmt::format("{}-c{}", st.cfg.node_id, ++st.last_connection);
   auto& conns = st.by_user[user];
   if (conns.empty())
     stats::add(st.st->users_online_local, 1);
   conns.push_back(conn);
-  st.by_actor.emplace(conn.address(), registration{user, id});
+  st.by_actor.emplace(conn.address(), registration{user, info.connection_id});
   self->monitor(conn);
   stats::add(st.st->connections_active, 1);
   stats::bump(st.st->connections_opened);
   self->send(st.presence, connected_atom::value, user);
   CAF_LOG_DEBUG("register" << CAF_ARG2("actor", conn->id()) << CAF_ARG(user)
-                           << CAF_ARG2("connection", id));
-  if (st.cluster)
-    return admitted_when_subscribed(self, user, std::move(id));
-  return {admission::admitted, std::move(id)};
+                           << CAF_ARG2("connection", info.connection_id));
+  if (st.cluster) {
+    // Not yet in cluster mode: no stream, so nothing to recover from.
+    if (recover) {
+      info.recovered = false;
+      count_recovery(self, false);
+    }
+    return admitted_when_subscribed(self, user, std::move(info));
+  }
+  open_stream(self, user, conn, recover, info);
+  return {admission::admitted, std::move(info)};
 }
 
 void forget_connection(hub_ptr self, user_id user, const caf::actor_addr& conn) {
@@ -144,6 +185,8 @@ void unregister(hub_ptr self, const caf::actor_addr& conn) {
   auto reg = std::move(i->second);
   st.by_actor.erase(i);
   forget_connection(self, reg.user, conn);
+  if (!st.cluster)
+    st.streams->close(reg.user, self->clock().now());
   stats::add(st.st->connections_active, -1);
   self->send(st.presence, disconn_atom::value, reg.user);
   CAF_LOG_DEBUG("unregister" << CAF_ARG2("actor", conn.id()) << CAF_ARG2("user", reg.user)
@@ -229,16 +272,26 @@ void publish(hub_ptr self, user_id to, payload frame, bool online_here,
                });
 }
 
+// Standalone: the message is an entry of its recipient's stream, kept also
+// when the recipient has no connection.
+void route_standalone(hub_ptr self, const std::string& from, const outgoing& message,
+                      answer_slot slot, caf::actor_clock::time_point now) {
+  auto frame = self->state.streams->append(message.to, now, [&](std::uint64_t offset) {
+    return make_payload(protocol::message(slot.id, from, message.data, now_ms(), offset));
+  });
+  if (deliver_locally(self, message.to, frame) > 0)
+    return slot(true);
+  ask_presence(self, message.to, std::move(slot));
+}
+
 void route_one(hub_ptr self, const std::string& from, const outgoing& message,
-               answer_slot slot) {
+               answer_slot slot, caf::actor_clock::time_point now) {
   auto& st = self->state;
+  if (!st.cluster)
+    return route_standalone(self, from, message, std::move(slot), now);
   auto local = st.by_user.count(message.to) > 0;
-  if (!local && !st.cluster)
-    return ask_presence(self, message.to, std::move(slot));
   auto frame = make_payload(protocol::message(slot.id, from, message.data, now_ms()));
   deliver_locally(self, message.to, frame);
-  if (!st.cluster)
-    return slot(true);
   publish(self, message.to, std::move(frame), local, std::move(slot));
 }
 
@@ -250,9 +303,10 @@ caf::result<routed_batch> route(hub_ptr self, const std::string& from,
     return routed_batch{};
   auto answers = std::make_shared<batch_answers>(
       self->make_response_promise<routed_batch>(), messages.size());
+  auto now = self->clock().now();
   for (std::size_t i = 0; i < messages.size(); ++i) {
     auto id = fmt::format("{}{}", self->state.message_prefix, ++self->state.last_message);
-    route_one(self, from, messages[i], answer_slot{answers, i, std::move(id)});
+    route_one(self, from, messages[i], answer_slot{answers, i, std::move(id)}, now);
   }
   return answers->promise();
 }
@@ -293,12 +347,16 @@ hub_actor::behavior_type hub(hub_ptr self, hub_settings cfg, presence_actor pres
       fmt::format("{}-{}-m", self->state.cfg.node_id, self->state.cfg.incarnation);
   self->state.presence = std::move(presence);
   self->state.st = st;
+  auto& c = self->state.cfg;
+  self->state.streams.emplace(user_streams_settings{c.incarnation, c.history_user_size,
+                                                    c.history_ttl, c.recover_limit});
   self->set_down_handler([self](caf::down_msg& msg) { unregister(self, msg.source); });
   self->delayed_send(self, self->state.cfg.ping_interval, ping_atom::value);
   self->delayed_send(self, self->state.cfg.sweep_interval, sweep_atom::value);
   return {
-      [self](register_atom, user_id user, const connection_actor& conn) {
-        return admit(self, user, conn);
+      [self](register_atom, user_id user, const connection_actor& conn,
+             const recovery_request& recover) {
+        return admit(self, user, conn, recover);
       },
       [self](route_atom, const std::string& from, const outgoing_batch& messages) {
         return route(self, from, messages);
@@ -310,6 +368,7 @@ hub_actor::behavior_type hub(hub_ptr self, hub_settings cfg, presence_actor pres
       [self](sweep_atom) {
         stats::bump(self->state.st->sweeps);
         broadcast(self, sweep_atom::value);
+        self->state.streams->expire(self->clock().now());
         self->delayed_send(self, self->state.cfg.sweep_interval, sweep_atom::value);
       },
       [self](shutdown_atom) { return shutdown(self); },

@@ -110,9 +110,10 @@ using connection_actor = caf::typed_actor<
 
 // One per node: who is connected here, and routing to them.
 using hub_actor = caf::typed_actor<
-    // admit a connection; on `admitted` also its connection id
-    caf::replies_to<register_atom, user_id, connection_actor>::with<admission,
-                                                                    std::string>,
+    // admit a connection, recovering its user's messages from a position if
+    // asked; on `admitted` also what its welcome says
+    caf::replies_to<register_atom, user_id, connection_actor,
+                    recovery_request>::with<admission, welcome_info>,
     // deliver each message from `from` ("42" or "server") to every connection
     // of its recipient, in order; answers each in the same order, all at once
     caf::replies_to<route_atom, std::string, outgoing_batch>::with<routed_batch>,

@@ -27,6 +27,10 @@ struct hub_settings {
   std::size_t max_connections_per_user{};
   caf::timespan ping_interval{};
   caf::timespan sweep_interval{};
+  // Direct-message streams (SPEC section 8), standalone mode only.
+  std::size_t history_user_size{};
+  caf::timespan history_ttl{};
+  std::size_t recover_limit{};
 };
 
 struct connection_settings {

@@ -97,6 +97,12 @@ hubnode_config::hubnode_config() {
   add("cluster", opt.heartbeat_interval, "heartbeat-interval", "node liveness refresh");
   add("cluster", opt.node_ttl, "node-ttl",
       "a node silent this long is dead; its users go offline");
+  add("history", opt.history_user_size, "user-size",
+      "direct messages kept per user for recovery; 0 = none kept");
+  add("history", opt.history_ttl, "ttl",
+      "a stream with no new entry for this long is dropped (its epoch then changes)");
+  add("history", opt.recover_limit, "recover-limit",
+      "most entries one recovery replays; more missed = not recovered");
 }
 
 std::string hubnode_config::help() const {
@@ -163,7 +169,8 @@ std::string check_values(const node_options& opt) {
         std::pair{opt.idle_timeout, "hub.idle-timeout"},
         std::pair{opt.sweep_interval, "hub.sweep-interval"},
         std::pair{opt.heartbeat_interval, "cluster.heartbeat-interval"},
-        std::pair{opt.node_ttl, "cluster.node-ttl"}})
+        std::pair{opt.node_ttl, "cluster.node-ttl"},
+        std::pair{opt.history_ttl, "history.ttl"}})
     if (value <= timespan{0})
       return fmt::format("{} must be positive", name);
   if (!opt.redis_url.empty() && opt.node_ttl <= opt.heartbeat_interval)
@@ -262,6 +269,9 @@ hub_settings make_hub_settings(const node_options& opt) {
   s.max_connections_per_user = opt.max_connections_per_user;
   s.ping_interval = opt.ping_interval;
   s.sweep_interval = opt.sweep_interval;
+  s.history_user_size = opt.history_user_size;
+  s.history_ttl = opt.history_ttl;
+  s.recover_limit = opt.recover_limit;
   return s;
 }
 

@@ -39,6 +39,9 @@ struct node_options {
   std::string node_id;
   caf::timespan heartbeat_interval = std::chrono::seconds(2);
   caf::timespan node_ttl = std::chrono::seconds(10);
+  std::size_t history_user_size = 64;
+  caf::timespan history_ttl = std::chrono::seconds(300);
+  std::size_t recover_limit = 300;
 };
 
 // Standalone (empty redis.url) or cluster mode.

@@ -52,6 +52,9 @@ struct stats {
   // would miss transitions.
   gauge pubsub_up{0};
   counter redis_errors{0};
+  // Upgrades that asked to recover direct messages, by result.
+  counter recovered{0};
+  counter not_recovered{0};
 
   void closed(close_reason r) { bump(connections_closed[index(r)]); }
   void rejected(rejection r) { bump(handshakes_rejected[index(r)]); }

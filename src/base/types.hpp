@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,26 @@ inline payload make_payload(std::string text) {
 
 // The hub's answer to a connection asking to be registered.
 enum class admission : std::uint8_t { admitted, over_capacity, too_many_connections };
+
+// A position in a stream (SPEC section 8): its epoch and an offset in it.
+struct stream_position {
+  std::string epoch;
+  std::uint64_t offset = 0;
+};
+
+// What a connection asks of the hub at registration: to recover from this
+// position (the upgrade's `recover` and `epoch`), if the client gave one.
+using recovery_request = std::optional<stream_position>;
+
+// The hub's answer to an admitted connection: what its welcome says.
+struct welcome_info {
+  std::string connection_id;
+  // The user stream's position at registration; none in cluster mode.
+  std::optional<stream_position> position;
+  // Only when a recovery was asked. When true, the missed messages follow
+  // the answer as deliveries, before any live one.
+  std::optional<bool> recovered;
+};
 
 // Why a connection ended; the label of hubnode_connections_closed_total.
 enum class close_reason : std::uint8_t {
@@ -75,6 +96,8 @@ using routed_batch = std::vector<routed>;
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(hubnode::payload)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(hubnode::admission)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(hubnode::close_reason)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(hubnode::recovery_request)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(hubnode::welcome_info)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(hubnode::inbound)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(hubnode::inbound_batch)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(hubnode::outgoing_batch)

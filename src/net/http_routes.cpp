@@ -10,8 +10,10 @@
 #include "src/wire/metrics.hpp"
 #include "src/wire/protocol.hpp"
 
+#include <algorithm>
 #include <boost/json.hpp>
 #include <chrono>
+#include <limits>
 #include <optional>
 
 namespace hubnode {
@@ -277,6 +279,26 @@ std::variant<user_id, http_response> check_upgrade(server_context& ctx,
                   "userId must be a valid number", "userId");
   }
   return *user;
+}
+
+// An offset too large for 64 bits is a decimal integer all the same: past
+// the end of any stream, so it is not recovered rather than refused.
+std::variant<recovery_request, http_response> check_recovery(server_context& ctx,
+                                                             const http_request& req) {
+  auto offset = query_param(req.target(), "recover");
+  if (!offset)
+    return recovery_request{};
+  if (offset->empty() || !std::all_of(offset->begin(), offset->end(),
+                                      [](char c) { return c >= '0' && c <= '9'; }))
+    return refuse(ctx, rejection::validation, http::status::bad_request, "validation",
+                  "recover must be a decimal integer >= 0", "recover");
+  auto epoch = query_param(req.target(), "epoch");
+  if (!epoch || epoch->empty())
+    return refuse(ctx, rejection::validation, http::status::bad_request, "validation",
+                  "epoch parameter is required with recover", "epoch");
+  return recovery_request{stream_position{
+      std::move(*epoch),
+      parse_user_id(*offset).value_or(std::numeric_limits<std::uint64_t>::max())}};
 }
 
 } // namespace hubnode

@@ -31,6 +31,11 @@ std::variant<user_id, http_response>
 check_upgrade(server_context& ctx, const http_request& req,
               std::optional<std::int64_t>* expires = nullptr);
 
+// The upgrade's `recover=OFFSET&epoch=EPOCH` (SPEC section 8): the position
+// to recover from (none without `recover`), or the 400 to send.
+std::variant<recovery_request, http_response> check_recovery(server_context& ctx,
+                                                             const http_request& req);
+
 // A JSON error body of SPEC section 2.
 http_response error_response(http::status status, std::string_view code,
                              std::string_view message, std::string_view field = {});

@@ -91,9 +91,15 @@ void http_session::upgrade(http_request req) {
     keep_alive_ = false;
     return send(std::move(*res));
   }
+  auto recover = check_recovery(ctx_, req);
+  if (auto res = std::get_if<http_response>(&recover)) {
+    keep_alive_ = false;
+    return send(std::move(*res));
+  }
   std::make_shared<websocket_session>(stream_.release_socket(), ctx_,
                                       std::move(handshake_))
-      ->run(std::move(req), std::get<user_id>(checked), expires);
+      ->run(std::move(req), std::get<user_id>(checked), expires,
+            std::move(std::get<recovery_request>(recover)));
 }
 
 void http_session::send(http_response res) {

@@ -38,8 +38,10 @@ public:
 
   // Spawns the connection actor, which asks the hub to admit `user` and then
   // calls accept() or reject().
-  // `expires`: the unix second the connection's JWT expires, if it does.
-  void run(http_request req, user_id user, std::optional<std::int64_t> expires = {});
+  // `expires`: the unix second the connection's JWT expires, if it does;
+  // `recover`: the position its user's missed messages are replayed from.
+  void run(http_request req, user_id user, std::optional<std::int64_t> expires = {},
+           recovery_request recover = {});
 
   void accept(payload welcome) override;
   void reject(admission why) override;

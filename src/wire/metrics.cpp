@@ -93,6 +93,11 @@ void messages(exposition& e, const stats& st) {
       .gauge("hubnode_send_queue_bytes_max",
              "Largest send queue of any connection seen, in bytes.",
              st.send_queue_bytes_max);
+  constexpr auto recoveries = "hubnode_recoveries_total";
+  e.family(recoveries, "Connections that asked to recover missed messages, by result.",
+           "counter")
+      .labelled(recoveries, "result", "recovered", st.recovered)
+      .labelled(recoveries, "result", "not_recovered", st.not_recovered);
 }
 
 void housekeeping(exposition& e, const stats& st, std::size_t actors_running) {

@@ -269,6 +269,17 @@ public:
     return present ? string(key, value) : *this;
   }
 
+  object_writer& optional_number(std::string_view key,
+                                 const std::optional<std::uint64_t>& value) {
+    if (value)
+      fmt::format_to(std::back_inserter(next(key)), "{}", *value);
+    return *this;
+  }
+
+  object_writer& optional_boolean(std::string_view key, const std::optional<bool>& value) {
+    return value ? boolean(key, *value) : *this;
+  }
+
   std::string finish() {
     out_ += '}';
     return std::move(out_);
@@ -321,19 +332,24 @@ std::optional<std::string_view> api_message_data(std::string_view body) {
   return member_text(body, "data");
 }
 
-std::string welcome(user_id user, std::string_view connection_id, std::string_view node) {
-  return frame("welcome")
-      .string("userId", std::to_string(user))
-      .string("connectionId", connection_id)
-      .string("node", node)
-      .finish();
+std::string welcome(user_id user, std::string_view connection_id, std::string_view node,
+                    const std::optional<stream_position>& position,
+                    std::optional<bool> recovered) {
+  auto w = frame("welcome")
+               .string("userId", std::to_string(user))
+               .string("connectionId", connection_id)
+               .string("node", node);
+  if (position)
+    w.string("epoch", position->epoch).optional_number("offset", position->offset);
+  return w.optional_boolean("recovered", recovered).finish();
 }
 
 std::string message(std::string_view id, std::string_view from, std::string_view data,
-                    std::int64_t ts_ms) {
+                    std::int64_t ts_ms, std::optional<std::uint64_t> offset) {
   // Sized up front: `data` may be most of a 64 KiB frame.
   return frame("message", data.size() + 128)
       .string("id", id)
+      .optional_number("offset", offset)
       .string("from", from)
       .raw("data", data)
       .number("ts", ts_ms)

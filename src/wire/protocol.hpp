@@ -32,10 +32,15 @@ inbound parse_request(std::string_view text);
 // with `data`.
 std::optional<std::string_view> api_message_data(std::string_view body);
 
-std::string welcome(user_id user, std::string_view connection_id, std::string_view node);
-// `from` is a decimal user id or "server"; `data` is raw JSON text.
+// `position`: the user stream's (SPEC section 8), none in cluster mode;
+// `recovered` only when the client asked to recover.
+std::string welcome(user_id user, std::string_view connection_id, std::string_view node,
+                    const std::optional<stream_position>& position = std::nullopt,
+                    std::optional<bool> recovered = std::nullopt);
+// `from` is a decimal user id or "server"; `data` is raw JSON text; `offset`
+// in the recipient's stream, none in cluster mode.
 std::string message(std::string_view id, std::string_view from, std::string_view data,
-                    std::int64_t ts_ms);
+                    std::int64_t ts_ms, std::optional<std::uint64_t> offset = std::nullopt);
 std::string ack(std::string_view ref, bool has_ref, std::string_view id, bool online);
 std::string pong(std::string_view ref, bool has_ref);
 std::string error(std::string_view code, std::string_view message, std::string_view ref,

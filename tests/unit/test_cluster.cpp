@@ -129,7 +129,8 @@ struct cluster_fixture : actor_fixture {
   std::shared_ptr<probe_log> join(user_id user) {
     auto conn_log = std::make_shared<probe_log>();
     auto conn = spawn_probe(conn_log);
-    auto reply = request<admission, std::string>(hub, register_atom::value, user, conn);
+    auto reply = request<admission, welcome_info>(hub, register_atom::value, user, conn,
+                                                  recovery_request{});
     REQUIRE(reply->has_value());
     REQUIRE(std::get<0>(**reply) == admission::admitted);
     return conn_log;

@@ -12,7 +12,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-using registration = std::tuple<admission, std::string>;
+using registration = std::tuple<admission, welcome_info>;
 
 struct hub_fixture : actor_fixture {
   presence_actor presence = spawn_presence(sys, presence_with_grace(100ms), st);
@@ -20,7 +20,7 @@ struct hub_fixture : actor_fixture {
   hub_actor hub = spawn_hub(sys, cfg, presence, st);
 
   static hub_settings make_settings() {
-    hub_settings result;
+    auto result = make_hub_settings(node_options{});
     result.node_id = "n1";
     result.incarnation = "i1";
     result.max_connections = 4;
@@ -30,8 +30,10 @@ struct hub_fixture : actor_fixture {
     return result;
   }
 
-  registration register_as(user_id user, const connection_actor& conn) {
-    auto reply = request<admission, std::string>(hub, register_atom::value, user, conn);
+  registration register_as(user_id user, const connection_actor& conn,
+                           recovery_request recover = std::nullopt) {
+    auto reply = request<admission, welcome_info>(hub, register_atom::value, user, conn,
+                                                  recover);
     REQUIRE(reply->has_value());
     return **reply;
   }
@@ -61,7 +63,9 @@ struct hub_fixture : actor_fixture {
 
 TEST_CASE_FIXTURE(hub_fixture, "hub: register, then DOWN is the unregistration") {
   auto conn = spawn_probe(std::make_shared<probe_log>());
-  CHECK(register_as(7, conn) == registration{admission::admitted, "n1-c1"});
+  auto [verdict, info] = register_as(7, conn);
+  CHECK(verdict == admission::admitted);
+  CHECK(info.connection_id == "n1-c1");
   CHECK(st.connections_active == 1);
   CHECK(st.connections_opened == 1);
   CHECK(st.users_online_local == 1);
@@ -77,8 +81,8 @@ TEST_CASE_FIXTURE(hub_fixture, "hub: register, then DOWN is the unregistration")
 TEST_CASE_FIXTURE(hub_fixture, "hub: connection ids are unique") {
   auto a = spawn_probe(std::make_shared<probe_log>());
   auto b = spawn_probe(std::make_shared<probe_log>());
-  CHECK(std::get<1>(register_as(7, a)) == "n1-c1");
-  CHECK(std::get<1>(register_as(7, b)) == "n1-c2");
+  CHECK(std::get<1>(register_as(7, a)).connection_id == "n1-c1");
+  CHECK(std::get<1>(register_as(7, b)).connection_id == "n1-c2");
   CHECK(st.users_online_local == 1);
 }
 
@@ -296,8 +300,9 @@ struct hub_cluster_fixture : hub_fixture {
     auto conn = spawn_probe(std::make_shared<probe_log>());
     auto events = log;
     sys.spawn([=](caf::event_based_actor* self) {
-      self->request(hub, caf::infinite, register_atom::value, user, conn)
-          .then([events, user](admission, const std::string&) {
+      self->request(hub, caf::infinite, register_atom::value, user, conn,
+                    recovery_request{})
+          .then([events, user](admission, const welcome_info&) {
             events->events.push_back("admitted " + std::to_string(user));
           });
     });
