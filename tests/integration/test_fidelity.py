@@ -33,7 +33,8 @@ DATA_TEXTS = [
     '[18446744073709551616,-9223372036854775809,0.1,1e-7,100]',
 ]
 
-MESSAGE_RE = re.compile(r'\{"type":"message","id":"[^"]+","from":"(?:1|server)",'
+# `offset` only in standalone mode (SPEC section 8), not yet in cluster mode.
+MESSAGE_RE = re.compile(r'\{"type":"message","id":"[^"]+",(?:"offset":\d+,)?"from":"(?:1|server)",'
                         r'"data":(?P<data>.*),"ts":\d+\}', re.S)
 
 

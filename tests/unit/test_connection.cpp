@@ -555,3 +555,81 @@ TEST_CASE_FIXTURE(connection_fixture,
   CHECK(closed(st, close_reason::policy) == 1);
   CHECK(st.connections_active == 0);
 }
+
+// -- recovery (SPEC section 8) ------------------------------------------------------
+
+namespace {
+
+struct recovery_fixture : connection_fixture {
+  // The epoch of user 7's stream, after `n` messages to the user while it
+  // had no connection.
+  std::string missed(int n) {
+    auto first = open(7);
+    auto epoch = parse(first.socket->writes[0][0]).at("epoch").as_string();
+    send(first.conn, closed_atom::value, close_reason::client);
+    for (int i = 0; i < n; ++i)
+      route_all(hub, "server", outgoing_batch{{7, std::to_string(i)}});
+    return std::string{epoch};
+  }
+
+  // A reconnect that recovers from `from`, with a live message routed
+  // before or after its registration reaches the hub.
+  client reconnect_racing(stream_position from, bool live_first) {
+    auto socket = std::make_shared<fake_transport>();
+    auto route_live = [this] {
+      sys.spawn([hub = hub](caf::event_based_actor* self) {
+        self->request(hub, caf::infinite, route_atom::value, std::string{"server"},
+                      outgoing_batch{{7, "\"live\""}})
+            .then([](const routed_batch&) {});
+      });
+    };
+    if (live_first)
+      route_live();
+    auto conn = spawn_connection(sys, cfg, hub, presence, st, socket, 7, "192.0.2.1:1",
+                                 std::nullopt, recovery_request{std::move(from)});
+    if (!live_first)
+      route_live();
+    run();
+    send(conn, upgraded_atom::value);
+    run();
+    return {socket, conn};
+  }
+};
+
+std::vector<std::uint64_t> message_offsets(const std::vector<payload>& frames) {
+  std::vector<std::uint64_t> result;
+  for (auto& frame : frames)
+    if (type_of(frame) == "message")
+      result.push_back(boost::json::value_to<std::uint64_t>(parse(frame).at("offset")));
+  return result;
+}
+
+} // namespace
+
+TEST_CASE_FIXTURE(recovery_fixture,
+                  "connection: the replay follows the welcome, then live, each once") {
+  for (bool live_first : {false, true}) {
+    CAPTURE(live_first);
+    auto epoch = missed(3);
+    auto c = reconnect_racing(stream_position{epoch, 1}, live_first);
+    auto frames = c.socket->frames();
+    auto welcome = parse(frames[0]);
+    CHECK(welcome.at("type") == "welcome");
+    CHECK(welcome.at("recovered") == true);
+    CHECK(welcome.at("epoch") == epoch.c_str());
+    // The welcome's offset is where the replay ends; live ones follow it.
+    auto last = boost::json::value_to<std::uint64_t>(welcome.at("offset"));
+    CHECK(last == (live_first ? 4u : 3u));
+    CHECK(message_offsets(frames) == std::vector<std::uint64_t>{2, 3, 4});
+    kill(c.conn);
+    hub = spawn_hub(sys, hub_cfg, presence, st); // a fresh node for the next round
+  }
+}
+
+TEST_CASE_FIXTURE(recovery_fixture, "connection: not recovered, only live ones follow") {
+  missed(2);
+  auto c = reconnect_racing(stream_position{"other", 1}, false);
+  auto frames = c.socket->frames();
+  CHECK(parse(frames[0]).at("recovered") == false);
+  CHECK(message_offsets(frames) == std::vector<std::uint64_t>{3});
+}

@@ -395,3 +395,121 @@ TEST_CASE_FIXTURE(hub_fixture, "hub: standalone routes never need a cluster") {
   CHECK_FALSE(std::get<1>(route(8, "1")));
   CHECK(log->delivered.size() == 1);
 }
+
+// -- user streams (SPEC section 8) -------------------------------------------------
+
+namespace {
+
+std::vector<std::uint64_t> offsets_of(const std::vector<payload>& frames) {
+  std::vector<std::uint64_t> result;
+  for (auto& frame : frames)
+    result.push_back(boost::json::value_to<std::uint64_t>(parse(frame).at("offset")));
+  return result;
+}
+
+using offsets = std::vector<std::uint64_t>;
+
+struct hub_streams_fixture : hub_fixture {
+  // A connection registered with `recover`: its welcome and what it got.
+  std::pair<welcome_info, std::shared_ptr<probe_log>> recover(user_id user,
+                                                              recovery_request from) {
+    auto log = std::make_shared<probe_log>();
+    auto conn = spawn_probe(log);
+    auto [verdict, info] = register_as(user, conn, std::move(from));
+    REQUIRE(verdict == admission::admitted);
+    return {info, log};
+  }
+
+  void route_n(user_id to, int n) {
+    for (int i = 0; i < n; ++i)
+      route(to, std::to_string(i));
+  }
+};
+
+} // namespace
+
+TEST_CASE_FIXTURE(hub_streams_fixture, "hub: message frames carry the stream's offset") {
+  auto [info, log] = recover(7, std::nullopt);
+  REQUIRE(info.position);
+  CHECK(info.position->offset == 0);
+  CHECK_FALSE(info.recovered);
+  route_n(7, 3);
+  CHECK(offsets_of(log->delivered) == offsets{1, 2, 3});
+  // Kept for a user with no connection too; the welcome names its position.
+  CHECK_FALSE(std::get<1>(route(8, "1")));
+  CHECK(std::get<0>(recover(8, std::nullopt)).position->offset == 1);
+  CHECK(std::get<0>(recover(7, std::nullopt)).position->epoch == info.position->epoch);
+}
+
+TEST_CASE_FIXTURE(hub_streams_fixture, "hub: a recovery replays what was missed") {
+  auto [first, first_log] = recover(7, std::nullopt);
+  auto epoch = first.position->epoch;
+  route_n(7, 4);
+  auto [info, log] = recover(7, stream_position{epoch, 1});
+  CHECK(info.recovered == true);
+  CHECK(info.position->offset == 4);
+  CHECK(offsets_of(log->delivered) == offsets{2, 3, 4});
+  route(7, "\"live\"");
+  CHECK(offsets_of(log->delivered) == offsets{2, 3, 4, 5});
+  CHECK(st.recovered == 1);
+}
+
+TEST_CASE_FIXTURE(hub_streams_fixture, "hub: what cannot be recovered is not replayed") {
+  auto [first, first_log] = recover(7, std::nullopt);
+  auto epoch = first.position->epoch;
+  route_n(7, 2);
+  for (auto from : {stream_position{"other", 1}, stream_position{epoch, 3}}) {
+    auto [info, log] = recover(7, from);
+    CHECK(info.recovered == false);
+    CHECK(info.position->offset == 2);
+    CHECK(log->delivered.empty());
+  }
+  CHECK(st.not_recovered == 2);
+}
+
+TEST_CASE_FIXTURE(hub_streams_fixture, "hub: at most recover-limit entries replayed") {
+  auto cfg_limited = cfg;
+  cfg_limited.recover_limit = 2;
+  hub = spawn_hub(sys, cfg_limited, presence, st);
+  auto [first, first_log] = recover(7, std::nullopt);
+  route_n(7, 3);
+  CHECK(std::get<0>(recover(7, stream_position{first.position->epoch, 0})).recovered ==
+        false);
+  auto [info, log] = recover(7, stream_position{first.position->epoch, 1});
+  CHECK(info.recovered == true);
+  CHECK(offsets_of(log->delivered) == offsets{2, 3});
+}
+
+TEST_CASE_FIXTURE(hub_streams_fixture, "hub: a stream expires ttl after the user left") {
+  auto [conn, log] = join(7);
+  route_n(7, 1);
+  auto [info, ignored] = recover(7, std::nullopt);
+  kill(conn);
+  // Still there: the second connection holds it.
+  advance(cfg.history_ttl + 1s);
+  CHECK(std::get<0>(recover(7, stream_position{info.position->epoch, 0})).recovered ==
+        true);
+}
+
+TEST_CASE_FIXTURE(hub_streams_fixture, "hub: an expired stream starts a new epoch") {
+  auto conn = spawn_probe(std::make_shared<probe_log>());
+  auto info = std::get<1>(register_as(7, conn));
+  route_n(7, 1);
+  kill(conn);
+  advance(cfg.history_ttl + 1s);
+  auto [again, log] = recover(7, stream_position{info.position->epoch, 0});
+  CHECK(again.recovered == false);
+  CHECK(again.position->epoch != info.position->epoch);
+  CHECK(again.position->offset == 0);
+}
+
+TEST_CASE_FIXTURE(hub_cluster_fixture, "hub: cluster mode has no streams yet") {
+  auto conn = spawn_probe(std::make_shared<probe_log>());
+  auto [verdict, info] = register_as(7, conn, stream_position{"e", 0});
+  CHECK(info.recovered == false);
+  CHECK_FALSE(info.position);
+  route(7, "1");
+  REQUIRE(log->published.size() == 1);
+  CHECK_FALSE(parse(log->published[0].second).contains("offset"));
+  CHECK(st.not_recovered == 1);
+}

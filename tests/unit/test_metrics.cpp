@@ -51,6 +51,7 @@ const std::vector<std::string> spec_names = {
     "hubnode_redis_up",
     "hubnode_redis_errors_total",
     "hubnode_actors_running",
+    "hubnode_recoveries_total",
 };
 
 bool is_counter(const std::string& name) {
@@ -145,6 +146,8 @@ TEST_CASE("metrics: values reflect the stats") {
   stats::bump(st.presence_offline, 10);
   stats::add(st.redis_up, 1);
   stats::bump(st.redis_errors, 8);
+  stats::bump(st.recovered, 12);
+  stats::bump(st.not_recovered, 13);
   stats::bump(st.messages_delivered, 18446744073709551615u - 200);
 
   auto series = samples(render_metrics(st, 42));
@@ -172,4 +175,6 @@ TEST_CASE("metrics: values reflect the stats") {
   CHECK(series.at("hubnode_redis_up") == "1");
   CHECK(series.at("hubnode_redis_errors_total") == "8");
   CHECK(series.at("hubnode_actors_running") == "42");
+  CHECK(series.at("hubnode_recoveries_total{result=\"recovered\"}") == "12");
+  CHECK(series.at("hubnode_recoveries_total{result=\"not_recovered\"}") == "13");
 }

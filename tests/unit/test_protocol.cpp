@@ -384,6 +384,22 @@ TEST_CASE("encode: welcome") {
         "18446744073709551615");
 }
 
+TEST_CASE("encode: welcome with the stream position, and recovered when asked") {
+  auto frame = protocol::welcome(42, "c-1", "node-a", stream_position{"e\"1", 7}, true);
+  CHECK(parse_frame(frame) ==
+        json::parse(R"({"type":"welcome","userId":"42","connectionId":"c-1",)"
+                    R"("node":"node-a","epoch":"e\"1","offset":7,"recovered":true})"));
+  CHECK(parse_frame(protocol::welcome(1, "c", "n", std::nullopt, false)) ==
+        json::parse(R"({"type":"welcome","userId":"1","connectionId":"c","node":"n",)"
+                    R"("recovered":false})"));
+}
+
+TEST_CASE("encode: message with its offset") {
+  auto v = parse_frame(protocol::message("m-1", "42", "1", 5, 18446744073709551615u));
+  CHECK(v.at("offset").as_uint64() == 18446744073709551615u);
+  CHECK_FALSE(parse_frame(protocol::message("m-1", "42", "1", 5)).as_object().contains("offset"));
+}
+
 TEST_CASE("encode: message keeps data verbatim") {
   std::string data = R"({"b":[1, 2.50,"x\u0041"],"a" : null})";
   auto frame = protocol::message("m-1", "42", data, 1700000000000);
