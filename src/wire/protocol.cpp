@@ -276,7 +276,8 @@ public:
     return *this;
   }
 
-  object_writer& optional_boolean(std::string_view key, const std::optional<bool>& value) {
+  object_writer& optional_boolean(std::string_view key,
+                                  const std::optional<bool>& value) {
     return value ? boolean(key, *value) : *this;
   }
 

@@ -40,7 +40,8 @@ std::string welcome(user_id user, std::string_view connection_id, std::string_vi
 // `from` is a decimal user id or "server"; `data` is raw JSON text; `offset`
 // in the recipient's stream, none in cluster mode.
 std::string message(std::string_view id, std::string_view from, std::string_view data,
-                    std::int64_t ts_ms, std::optional<std::uint64_t> offset = std::nullopt);
+                    std::int64_t ts_ms,
+                    std::optional<std::uint64_t> offset = std::nullopt);
 std::string ack(std::string_view ref, bool has_ref, std::string_view id, bool online);
 std::string pong(std::string_view ref, bool has_ref);
 std::string error(std::string_view code, std::string_view message, std::string_view ref,

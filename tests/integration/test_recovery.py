@@ -45,6 +45,16 @@ async def sent_while_away(node, sender, first, count):
             await sender.expect("ack")
 
 
+async def away(node, count):
+    """User USER connects once and leaves; then `count` messages are sent to
+    it. Returns the sender and the welcome the user had."""
+    sender = await Client.connect(node, SENDER)
+    c = await Client.connect(node, USER)
+    await c.close()
+    await sent_while_away(node, sender, 1, count)
+    return sender, c.welcome
+
+
 async def test_offsets_and_recovery_of_missed_messages(start_node):
     node = start(start_node)
     sender = await Client.connect(node, SENDER)
@@ -79,11 +89,8 @@ async def test_nothing_missed_is_recovered_with_nothing(start_node):
 
 async def test_wrong_epoch_or_future_offset_is_not_recovered(start_node):
     node = start(start_node)
-    sender = await Client.connect(node, SENDER)
-    c = await Client.connect(node, USER)
-    await c.close()
-    await sent_while_away(node, sender, 1, 2)
-    for offset, epoch in ((0, "not-" + c.welcome["epoch"]), (3, c.welcome["epoch"])):
+    _, welcome = await away(node, 2)
+    for offset, epoch in ((0, "not-" + welcome["epoch"]), (3, welcome["epoch"])):
         back = await Client.connect(node, USER, path=recover_path(USER, offset, epoch))
         assert back.welcome["recovered"] is False
         assert back.welcome["offset"] == 2
@@ -94,11 +101,8 @@ async def test_wrong_epoch_or_future_offset_is_not_recovered(start_node):
 
 async def test_older_than_kept_is_not_recovered(start_node):
     node = start(start_node, "--history.user-size=3")
-    sender = await Client.connect(node, SENDER)
-    c = await Client.connect(node, USER)
-    await c.close()
-    await sent_while_away(node, sender, 1, 5)
-    epoch = c.welcome["epoch"]
+    _, welcome = await away(node, 5)
+    epoch = welcome["epoch"]
     old = await Client.connect(node, USER, path=recover_path(USER, 1, epoch))
     assert old.welcome["recovered"] is False
     await old.quiet(what="no replay")
@@ -109,17 +113,14 @@ async def test_older_than_kept_is_not_recovered(start_node):
 
 async def test_expired_stream_is_not_recovered_and_gets_a_new_epoch(start_node):
     node = start(start_node, "--history.ttl=300ms", "--hub.sweep-interval=100ms")
-    sender = await Client.connect(node, SENDER)
-    c = await Client.connect(node, USER)
-    await c.close()
-    await sent_while_away(node, sender, 1, 1)
+    _, welcome = await away(node, 1)
     left = time.monotonic()
     # The stream is kept for history.ttl after its last entry: waiting for
     # that time to pass is the point of the test.
     await asyncio.sleep(max(0.0, left + 0.6 - time.monotonic()))
-    back = await Client.connect(node, USER, path=recover_path(USER, 0, c.welcome["epoch"]))
+    back = await Client.connect(node, USER, path=recover_path(USER, 0, welcome["epoch"]))
     assert back.welcome["recovered"] is False
-    assert back.welcome["epoch"] != c.welcome["epoch"]
+    assert back.welcome["epoch"] != welcome["epoch"]
     assert back.welcome["offset"] == 0
     await back.quiet(what="no replay")
 
@@ -141,7 +142,7 @@ async def test_bad_recover_or_epoch_is_a_validation_error(start_node):
              ("recover=&epoch=e", "recover"), ("recover=x&epoch=e", "recover"),
              ("recover=1", "epoch"), ("recover=1&epoch=", "epoch")]
     for query, field in cases:
-        resp, sock, _ = await in_thread(upgrade, node, path=ws_path(USER, query))
+        resp, _, _ = await in_thread(upgrade, node, path=ws_path(USER, query))
         j = assert_error(resp, 400, "validation", query)
         assert j.get("field") == field, query
     # A decimal offset too large for any stream is valid, and not recovered.
@@ -151,10 +152,7 @@ async def test_bad_recover_or_epoch_is_a_validation_error(start_node):
 
 async def test_recovery_racing_live_messages_has_no_gap_and_no_duplicate(start_node):
     node = start(start_node, "--history.user-size=1000", "--history.recover-limit=1000")
-    sender = await Client.connect(node, SENDER)
-    c = await Client.connect(node, USER)
-    await c.close()
-    await sent_while_away(node, sender, 1, 20)
+    sender, welcome = await away(node, 20)
     connected = asyncio.Event()
 
     async def live():
@@ -168,7 +166,7 @@ async def test_recovery_racing_live_messages_has_no_gap_and_no_duplicate(start_n
         return i
 
     talking = asyncio.ensure_future(live())
-    back = await Client.connect(node, USER, path=recover_path(USER, 0, c.welcome["epoch"]))
+    back = await Client.connect(node, USER, path=recover_path(USER, 0, welcome["epoch"]))
     connected.set()
     total = await talking
     assert back.welcome["recovered"] is True

@@ -32,8 +32,8 @@ struct hub_fixture : actor_fixture {
 
   registration register_as(user_id user, const connection_actor& conn,
                            recovery_request recover = std::nullopt) {
-    auto reply = request<admission, welcome_info>(hub, register_atom::value, user, conn,
-                                                  recover);
+    auto reply =
+        request<admission, welcome_info>(hub, register_atom::value, user, conn, recover);
     REQUIRE(reply->has_value());
     return **reply;
   }

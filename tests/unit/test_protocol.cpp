@@ -397,7 +397,8 @@ TEST_CASE("encode: welcome with the stream position, and recovered when asked") 
 TEST_CASE("encode: message with its offset") {
   auto v = parse_frame(protocol::message("m-1", "42", "1", 5, 18446744073709551615u));
   CHECK(v.at("offset").as_uint64() == 18446744073709551615u);
-  CHECK_FALSE(parse_frame(protocol::message("m-1", "42", "1", 5)).as_object().contains("offset"));
+  CHECK_FALSE(
+      parse_frame(protocol::message("m-1", "42", "1", 5)).as_object().contains("offset"));
 }
 
 TEST_CASE("encode: message keeps data verbatim") {
