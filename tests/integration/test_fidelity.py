@@ -34,8 +34,8 @@ DATA_TEXTS = [
 ]
 
 # `offset` only in standalone mode (SPEC section 8), not yet in cluster mode.
-MESSAGE_RE = re.compile(r'\{"type":"message","id":"[^"]+",(?:"offset":\d+,)?"from":"(?:1|server)",'
-                        r'"data":(?P<data>.*),"ts":\d+\}', re.S)
+MESSAGE_RE = re.compile(r'\{"type":"message","id":"[^"]+",(?:"offset":\d+,)?'
+                        r'"from":"(?:1|server)","data":(?P<data>.*),"ts":\d+\}', re.S)
 
 
 def without_space(text):
