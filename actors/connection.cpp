@@ -4,6 +4,7 @@
 #include "actors/connection.hpp"
 
 #include "src/base/close_code.hpp"
+#include "src/wire/channel_name.hpp"
 #include "src/wire/protocol.hpp"
 
 #include <algorithm>
@@ -24,6 +25,12 @@ struct connection_state {
   connection_settings_ptr cfg;
   hub_actor hub;
   presence_actor presence;
+  // None in cluster mode, where channels are not yet served.
+  channels_actor channels;
+  channel_grants grants;
+  // The channels this connection is subscribed to; the channels actor has
+  // the subscribers themselves. A handful of short names at most, so a vector.
+  std::vector<std::string> subscriptions;
   stats* st = nullptr;
   transport_ptr socket;
   user_id user = 0;
@@ -265,6 +272,79 @@ void watch_users(connection_ptr self, inbound& in) {
           log_failure("watch"));
 }
 
+// -- channels -----------------------------------------------------------------
+
+bool subscribed_to(connection_ptr self, const std::string& channel) {
+  auto& subs = self->state.subscriptions;
+  return std::find(subs.begin(), subs.end(), channel) != subs.end();
+}
+
+channel_request channel_request_of(inbound& in) {
+  return {std::move(in.channel), std::move(in.ref), in.has_ref, std::move(in.recover),
+          std::move(in.data)};
+}
+
+void refuse(connection_ptr self, const inbound& in, const char* code,
+            std::string_view message) {
+  enqueue(self, protocol::error(code, message, in.ref, in.has_ref));
+}
+
+// The checks of SPEC section 8 in its order; the first that fails answers.
+// Those left to pass once the subscription state is known come after.
+bool allowed(connection_ptr self, const inbound& in) {
+  if (channel_allowed(self->state.grants, in.channel))
+    return true;
+  refuse(self, in, "forbidden", "this token does not allow this channel");
+  return false;
+}
+
+bool available(connection_ptr self, const inbound& in) {
+  if (self->state.channels)
+    return true;
+  refuse(self, in, "unavailable", "channels are not yet available in cluster mode");
+  return false;
+}
+
+void subscribe(connection_ptr self, inbound& in) {
+  auto& st = self->state;
+  if (!allowed(self, in))
+    return;
+  if (subscribed_to(self, in.channel))
+    return refuse(self, in, "already_subscribed", "already subscribed to this channel");
+  if (st.subscriptions.size() >= st.cfg->max_channels)
+    return refuse(self, in, "too_many_subscriptions",
+                  "this connection holds as many subscriptions as it may");
+  if (!available(self, in))
+    return;
+  st.subscriptions.push_back(in.channel);
+  self->send(st.channels, subscribe_atom::value, handle_of(self), channel_request_of(in));
+}
+
+bool check_subscribed(connection_ptr self, const inbound& in) {
+  if (!allowed(self, in))
+    return false;
+  if (subscribed_to(self, in.channel))
+    return true;
+  refuse(self, in, "not_subscribed", "not subscribed to this channel");
+  return false;
+}
+
+void unsubscribe(connection_ptr self, inbound& in) {
+  if (!check_subscribed(self, in))
+    return;
+  auto& subs = self->state.subscriptions;
+  subs.erase(std::find(subs.begin(), subs.end(), in.channel));
+  self->send(self->state.channels, unsub_atom::value, handle_of(self),
+             channel_request_of(in));
+}
+
+void publish(connection_ptr self, inbound& in) {
+  if (!check_subscribed(self, in) || !available(self, in))
+    return;
+  self->send(self->state.channels, publish_atom::value, handle_of(self), self->state.user,
+             channel_request_of(in));
+}
+
 void serve(connection_ptr self, inbound& in, sends& pending) {
   auto& st = self->state;
   switch (in.type) {
@@ -282,6 +362,12 @@ void serve(connection_ptr self, inbound& in, sends& pending) {
                       std::move(in.user_ids));
   case inbound::kind::ping:
     return enqueue(self, protocol::pong(in.ref, in.has_ref));
+  case inbound::kind::subscribe:
+    return subscribe(self, in);
+  case inbound::kind::unsubscribe:
+    return unsubscribe(self, in);
+  case inbound::kind::publish:
+    return publish(self, in);
   }
 }
 
@@ -409,11 +495,13 @@ connection_actor::behavior_type
 connection(connection_ptr self, connection_settings_ptr cfg, hub_actor hub,
            presence_actor presence, stats* st, transport_ptr socket, user_id user,
            std::string remote, std::optional<caf::timespan> lifetime,
-           recovery_request recover) {
+           recovery_request recover, channels_actor channels, channel_grants grants) {
   auto& s = self->state;
   s.cfg = std::move(cfg);
   s.hub = std::move(hub);
   s.presence = std::move(presence);
+  s.channels = std::move(channels);
+  s.grants = std::move(grants);
   s.st = st;
   s.socket = std::move(socket);
   s.user = user;
@@ -449,10 +537,11 @@ connection_actor spawn_connection(caf::actor_system& sys, connection_settings_pt
                                   transport_ptr socket, user_id user,
                                   std::string remote_address,
                                   std::optional<caf::timespan> lifetime,
-                                  recovery_request recover) {
+                                  recovery_request recover, channels_actor channels,
+                                  channel_grants grants) {
   return sys.spawn(connection, std::move(cfg), std::move(hub), std::move(presence), &st,
                    std::move(socket), user, std::move(remote_address), lifetime,
-                   std::move(recover));
+                   std::move(recover), std::move(channels), std::move(grants));
 }
 
 } // namespace hubnode

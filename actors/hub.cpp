@@ -3,7 +3,7 @@
 
 #include "actors/hub.hpp"
 
-#include "actors/streams/user_streams.hpp"
+#include "actors/streams/stream_store.hpp"
 #include "src/base/clock.hpp"
 #include "src/wire/protocol.hpp"
 
@@ -348,8 +348,8 @@ hub_actor::behavior_type hub(hub_ptr self, hub_settings cfg, presence_actor pres
   self->state.presence = std::move(presence);
   self->state.st = st;
   auto& c = self->state.cfg;
-  self->state.streams.emplace(user_streams_settings{c.incarnation, c.history_user_size,
-                                                    c.history_ttl, c.recover_limit});
+  self->state.streams.emplace(stream_settings{c.incarnation, c.history_user_size,
+                                              c.history_ttl, c.recover_limit});
   self->set_down_handler([self](caf::down_msg& msg) { unregister(self, msg.source); });
   self->delayed_send(self, self->state.cfg.ping_interval, ping_atom::value);
   self->delayed_send(self, self->state.cfg.sweep_interval, sweep_atom::value);

@@ -5,6 +5,8 @@
 //   connection --register/route--> hub --deliver/ping/sweep/shutdown--> connection
 //   hub --connected/disconnected/online--> presence --presence_changed--> connection
 //   http (src/) --route--> hub, --count--> presence
+//   connection --subscribe/unsub/publish--> channels --deliver--> connection
+//   http (src/) --publish/query--> channels (standalone mode only)
 //   cluster mode: hub --subscribe/unsub/publish--> cluster --remote--> hub
 //                 cluster --subscribe/unsub--> subscriber
 //                 cluster --event--> presence;  presence, cluster --redis--> redis
@@ -107,6 +109,26 @@ using connection_actor = caf::typed_actor<
     caf::reacts_to<expire_atom>,
     // its own: hand the frames queued meanwhile to the socket in one write
     caf::reacts_to<flush_atom>>;
+
+// Standalone mode: every channel of this node, its subscribers and its stream
+// (SPEC section 8). The answers to a connection's subscribe, unsubscribe and
+// publish come as deliveries, in order with the publications: a
+// subscribe's `subscribed` and its replay come before any live publication.
+using channels_actor = caf::typed_actor<
+    // a new subscription; the connection has checked it is new and allowed
+    caf::reacts_to<subscribe_atom, connection_actor, channel_request>,
+    // ends an existing subscription with `unsubscribed`
+    caf::reacts_to<unsub_atom, connection_actor, channel_request>,
+    // a publication of a subscribed connection's user; answered `published`
+    caf::reacts_to<publish_atom, connection_actor, user_id, channel_request>,
+    // from HTTP: publish raw JSON `data` on a channel from "server"; answers
+    // its id and offset
+    caf::replies_to<publish_atom, std::string, std::string>::with<std::string,
+                                                                  std::uint64_t>,
+    // from HTTP: the history body of a channel
+    caf::replies_to<query_atom, history_request>::with<std::string>,
+    // its own timer: drop expired streams
+    caf::reacts_to<sweep_atom>>;
 
 // One per node: who is connected here, and routing to them.
 using hub_actor = caf::typed_actor<

@@ -33,8 +33,19 @@ struct hub_settings {
   std::size_t recover_limit{};
 };
 
+// The channels actor (SPEC section 8), standalone mode only.
+struct channels_settings {
+  std::string node_id;
+  std::string incarnation = hubnode::incarnation(now_ms());
+  std::size_t history_size{};
+  caf::timespan history_ttl{};
+  std::size_t recover_limit{};
+  caf::timespan sweep_interval{};
+};
+
 struct connection_settings {
   std::string node_id;
+  std::size_t max_channels{}; // subscriptions one connection may hold
   caf::timespan idle_timeout{};
   std::size_t send_queue_limit{};
   std::uint32_t rate_limit{}; // messages per second, burst twice that

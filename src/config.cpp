@@ -99,10 +99,14 @@ hubnode_config::hubnode_config() {
       "a node silent this long is dead; its users go offline");
   add("history", opt.history_user_size, "user-size",
       "direct messages kept per user for recovery; 0 = none kept");
+  add("history", opt.history_size, "size",
+      "publications kept per channel for recovery; 0 = none kept");
   add("history", opt.history_ttl, "ttl",
       "a stream with no new entry for this long is dropped (its epoch then changes)");
   add("history", opt.recover_limit, "recover-limit",
       "most entries one recovery replays; more missed = not recovered");
+  add("channels", opt.max_channels, "max-per-connection",
+      "subscriptions one connection may hold");
 }
 
 std::string hubnode_config::help() const {
@@ -275,9 +279,20 @@ hub_settings make_hub_settings(const node_options& opt) {
   return s;
 }
 
+channels_settings make_channels_settings(const node_options& opt) {
+  channels_settings s;
+  s.node_id = opt.node_id;
+  s.history_size = opt.history_size;
+  s.history_ttl = opt.history_ttl;
+  s.recover_limit = opt.recover_limit;
+  s.sweep_interval = opt.sweep_interval;
+  return s;
+}
+
 connection_settings make_connection_settings(const node_options& opt) {
   connection_settings s;
   s.node_id = opt.node_id;
+  s.max_channels = opt.max_channels;
   s.idle_timeout = opt.idle_timeout;
   s.send_queue_limit = opt.send_queue_limit;
   s.rate_limit = opt.rate_limit;

@@ -18,6 +18,7 @@
 #include "src/base/log.hpp"
 #define CAF_LOG_COMPONENT "hub"
 
+#include "actors/channels.hpp"
 #include "actors/cluster.hpp"
 #include "actors/hub.hpp"
 #include "actors/presence.hpp"
@@ -46,6 +47,7 @@ struct node_actors {
   presence_actor presence;
   hub_actor hub;
   cluster_actor cluster;
+  channels_actor channels; // standalone mode only
 };
 
 // Nothing here waits for Redis: a node starts while Redis is down.
@@ -57,6 +59,7 @@ node_actors spawn_actors(caf::actor_system& system, const node_options& opt, sta
   if (!cluster_mode(opt)) {
     a.presence = spawn_presence(system, presence_cfg, st);
     a.hub = spawn_hub(system, make_hub_settings(opt), a.presence, st);
+    a.channels = spawn_channels(system, make_channels_settings(opt), st);
     return a;
   }
   auto redis_cfg = make_redis_settings(opt);
@@ -84,6 +87,8 @@ std::future<int> catch_signals(net::signal_set& signals) {
 void stop_actors(const node_actors& a) {
   caf::anon_send_exit(a.hub, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(a.presence, caf::exit_reason::user_shutdown);
+  if (a.channels)
+    caf::anon_send_exit(a.channels, caf::exit_reason::user_shutdown);
   if (a.cluster) {
     caf::anon_send_exit(a.cluster, caf::exit_reason::user_shutdown);
     caf::anon_send_exit(a.redis, caf::exit_reason::user_shutdown);
@@ -104,6 +109,7 @@ int serve(caf::actor_system& system, const node_options& opt, io_pool& io, stats
       opt,
       std::make_shared<const connection_settings>(make_connection_settings(opt)),
       *admitting};
+  ctx.channels = actors.channels;
   auto lst = std::make_shared<listener>(io.context(), ctx);
   if (auto reason = lst->open(opt.host, opt.port); !reason.empty()) {
     std::cerr << "hubnode: " << reason << std::endl;

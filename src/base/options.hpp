@@ -40,8 +40,10 @@ struct node_options {
   caf::timespan heartbeat_interval = std::chrono::seconds(2);
   caf::timespan node_ttl = std::chrono::seconds(10);
   std::size_t history_user_size = 64;
+  std::size_t history_size = 100;
   caf::timespan history_ttl = std::chrono::seconds(300);
   std::size_t recover_limit = 300;
+  std::size_t max_channels = 64;
 };
 
 // Standalone (empty redis.url) or cluster mode.

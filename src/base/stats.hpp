@@ -52,7 +52,10 @@ struct stats {
   // would miss transitions.
   gauge pubsub_up{0};
   counter redis_errors{0};
-  // Upgrades that asked to recover direct messages, by result.
+  gauge channels_active{0}; // channels with a subscriber here
+  gauge subscriptions_active{0};
+  counter publications{0};
+  // Upgrades and subscribes that asked to recover, by result.
   counter recovered{0};
   counter not_recovered{0};
 

@@ -59,16 +59,32 @@ enum class close_reason : std::uint8_t {
 
 const char* to_label(close_reason reason);
 
+// The channels a connection may use (SPEC section 8): exact names and
+// prefixes ending in `*`. None (userid mode): every channel.
+using channel_grants = std::shared_ptr<const std::vector<std::string>>;
+
 // One text frame from a client, already parsed on the I/O thread.
 // `error_code` is set instead of a kind when the frame was not a valid request.
 struct inbound {
-  enum class kind : std::uint8_t { invalid, send, presence, watch, unwatch, ping };
+  enum class kind : std::uint8_t {
+    invalid,
+    send,
+    presence,
+    watch,
+    unwatch,
+    ping,
+    subscribe,
+    unsubscribe,
+    publish
+  };
   kind type = kind::invalid;
   std::string ref;
   bool has_ref = false;
   user_id to = 0;
   std::string data; // raw JSON text of `data`, reused verbatim in the message
   user_list user_ids;
+  std::string channel;
+  recovery_request recover; // subscribe's `recover`
   std::string error_code;
   std::string error_message;
 };
@@ -91,6 +107,24 @@ struct routed {
 };
 using routed_batch = std::vector<routed>;
 
+// A subscribe, unsubscribe or publish of one connection for the channels
+// actor: the answer frame carries `ref`; `data` (raw JSON) only to publish.
+struct channel_request {
+  std::string channel;
+  std::string ref;
+  bool has_ref = false;
+  recovery_request recover;
+  std::string data;
+};
+
+// The HTTP history query of a channel (SPEC section 8): the kept entries
+// after `since` (none: the latest), at most `limit`.
+struct history_request {
+  std::string channel;
+  std::optional<std::uint64_t> since;
+  std::size_t limit = 0;
+};
+
 } // namespace hubnode
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(hubnode::payload)
@@ -102,3 +136,5 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(hubnode::inbound)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(hubnode::inbound_batch)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(hubnode::outgoing_batch)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(hubnode::routed_batch)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(hubnode::channel_request)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(hubnode::history_request)

@@ -5,6 +5,7 @@
 
 #include "src/base/user_id.hpp"
 #include "src/net/ask.hpp"
+#include "src/wire/channel_name.hpp"
 #include "src/wire/http_target.hpp"
 #include "src/wire/jwt.hpp"
 #include "src/wire/metrics.hpp"
@@ -13,8 +14,10 @@
 #include <algorithm>
 #include <boost/json.hpp>
 #include <chrono>
+#include <fmt/format.h>
 #include <limits>
 #include <optional>
+#include <variant>
 
 namespace hubnode {
 
@@ -122,9 +125,106 @@ void get_presence(server_context& ctx, user_id user, responder reply) {
       [reply](const caf::error&) { reply(unavailable()); }, count_atom::value, user);
 }
 
-// /api/users/{id}/messages and /api/users/{id}/presence.
+// The most entries one history answer holds; a larger limit counts as this.
+constexpr std::uint64_t max_history = 1000;
+constexpr std::uint64_t default_history = 100;
+
+http_response validation(std::string_view message, std::string_view field) {
+  return error_response(http::status::bad_request, "validation", message, field);
+}
+
+// A decimal integer >= 0 (too large for 64 bits: the largest); nothing when
+// the parameter is absent, an error when it is malformed.
+std::variant<std::optional<std::uint64_t>, http_response>
+count_param(const http_request& req, std::string_view name) {
+  auto text = query_param(req.target(), name);
+  if (!text)
+    return std::optional<std::uint64_t>{};
+  if (text->empty() || !std::all_of(text->begin(), text->end(),
+                                    [](char c) { return c >= '0' && c <= '9'; }))
+    return validation(fmt::format("{} must be an integer >= 0", name), name);
+  return std::optional<std::uint64_t>{
+      parse_user_id(*text).value_or(std::numeric_limits<std::uint64_t>::max())};
+}
+
+void post_publication(server_context& ctx, std::string channel, const http_request& req,
+                      responder reply) {
+  auto data = protocol::api_message_data(req.body());
+  if (!data) {
+    reply(error_response(http::status::bad_request, "bad_request",
+                         "body must be a JSON object with a \"data\" field"));
+    return;
+  }
+  ask(
+      ctx.system, ctx.channels, actor_timeout,
+      [reply](const std::string& id, std::uint64_t offset) {
+        reply(json_response(http::status::accepted,
+                            json::object{{"id", id}, {"offset", offset}}));
+      },
+      [reply](const caf::error&) { reply(unavailable()); }, publish_atom::value,
+      std::move(channel), std::string{*data});
+}
+
+void get_history(server_context& ctx, std::string channel, const http_request& req,
+                 responder reply) {
+  auto since = count_param(req, "since");
+  auto limit = count_param(req, "limit");
+  for (auto* bad :
+       {std::get_if<http_response>(&since), std::get_if<http_response>(&limit)})
+    if (bad) {
+      reply(std::move(*bad));
+      return;
+    }
+  history_request query{std::move(channel), std::get<0>(since),
+                        static_cast<std::size_t>(std::min(
+                            std::get<0>(limit).value_or(default_history), max_history))};
+  ask(
+      ctx.system, ctx.channels, actor_timeout,
+      [reply](const std::string& body) {
+        reply(make_response(http::status::ok, body, "application/json"));
+      },
+      [reply](const caf::error&) { reply(unavailable()); }, query_atom::value,
+      std::move(query));
+}
+
+// /api/channels/{name}/publications and /api/channels/{name}/history, after
+// the key was checked.
+void handle_channels(server_context& ctx, const http_request& req, std::string_view rest,
+                     responder reply) {
+  auto slash = rest.rfind('/');
+  auto action = slash == std::string_view::npos ? rest : rest.substr(slash + 1);
+  auto method = action == "publications" ? http::verb::post : http::verb::get;
+  auto name = percent_decode(rest.substr(0, slash));
+  if (slash == std::string_view::npos ||
+      (action != "publications" && action != "history")) {
+    reply(not_found());
+  } else if (req.method() != method) {
+    reply(method_not_allowed());
+  } else if (!name || !valid_channel_name(*name)) {
+    reply(validation("channel name must be 1 to 128 characters of A-Z a-z 0-9 _ - . :",
+                     "name"));
+  } else if (!ctx.channels) {
+    reply(error_response(http::status::service_unavailable, "unavailable",
+                         "channels are not yet available in cluster mode"));
+  } else if (method == http::verb::post) {
+    post_publication(ctx, std::move(*name), req, std::move(reply));
+  } else {
+    get_history(ctx, std::move(*name), req, std::move(reply));
+  }
+}
+
+// /api/users/{id}/messages, /api/users/{id}/presence and /api/channels/...
 void handle_api(server_context& ctx, const http_request& req, std::string_view path,
                 responder reply) {
+  constexpr std::string_view channels = "/api/channels/";
+  if (!ctx.opt.api_key.empty() && path.substr(0, channels.size()) == channels) {
+    if (!authorized(ctx, req))
+      reply(error_response(http::status::unauthorized, "unauthorized",
+                           "missing or wrong bearer key"));
+    else
+      handle_channels(ctx, req, path.substr(channels.size()), std::move(reply));
+    return;
+  }
   constexpr std::string_view prefix = "/api/users/";
   auto slash = path.find('/', prefix.size());
   if (ctx.opt.api_key.empty() || path.substr(0, prefix.size()) != prefix ||
@@ -235,7 +335,8 @@ std::optional<std::string> token_of(const http_request& req) {
 // not tell a forger which check failed.
 std::variant<user_id, http_response> check_token(server_context& ctx,
                                                  const http_request& req,
-                                                 std::optional<std::int64_t>* expires) {
+                                                 std::optional<std::int64_t>* expires,
+                                                 channel_grants* grants) {
   auto token = token_of(req);
   if (!token)
     return refuse(ctx, rejection::unauthorized, http::status::unauthorized,
@@ -249,6 +350,8 @@ std::variant<user_id, http_response> check_token(server_context& ctx,
                   "unauthorized", "invalid or expired token");
   if (expires)
     *expires = identity->expires;
+  if (grants)
+    *grants = std::move(identity->channels);
   return identity->user;
 }
 
@@ -256,7 +359,8 @@ std::variant<user_id, http_response> check_token(server_context& ctx,
 
 std::variant<user_id, http_response> check_upgrade(server_context& ctx,
                                                    const http_request& req,
-                                                   std::optional<std::int64_t>* expires) {
+                                                   std::optional<std::int64_t>* expires,
+                                                   channel_grants* grants) {
   auto& origins = ctx.opt.allowed_origins;
   if (auto origin = req.find(http::field::origin);
       origin != req.end() && !origins.empty() &&
@@ -267,7 +371,7 @@ std::variant<user_id, http_response> check_upgrade(server_context& ctx,
   if (auto bad = check_handshake(ctx, req))
     return std::move(*bad);
   if (ctx.opt.auth_mode == "jwt")
-    return check_token(ctx, req, expires);
+    return check_token(ctx, req, expires, grants);
   auto text = query_param(req.target(), "userId");
   if (!text || text->empty()) {
     return refuse(ctx, rejection::validation, http::status::bad_request, "validation",

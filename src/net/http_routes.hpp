@@ -26,10 +26,11 @@ void handle_http(server_context& ctx, const http_request& req, responder reply);
 
 // Origin and identity checks of a /ws upgrade: the user to admit, or the
 // rejection to send. In jwt mode `expires` (when given) receives the token's
-// `exp` in unix seconds, if it has one.
+// `exp` in unix seconds, if it has one, and `grants` its channels claim.
 std::variant<user_id, http_response>
 check_upgrade(server_context& ctx, const http_request& req,
-              std::optional<std::int64_t>* expires = nullptr);
+              std::optional<std::int64_t>* expires = nullptr,
+              channel_grants* grants = nullptr);
 
 // The upgrade's `recover=OFFSET&epoch=EPOCH` (SPEC section 8): the position
 // to recover from (none without `recover`), or the 400 to send.

@@ -86,7 +86,8 @@ void http_session::handle(http_request req) {
 
 void http_session::upgrade(http_request req) {
   std::optional<std::int64_t> expires;
-  auto checked = check_upgrade(ctx_, req, &expires);
+  channel_grants grants;
+  auto checked = check_upgrade(ctx_, req, &expires, &grants);
   if (auto res = std::get_if<http_response>(&checked)) {
     keep_alive_ = false;
     return send(std::move(*res));
@@ -99,7 +100,7 @@ void http_session::upgrade(http_request req) {
   std::make_shared<websocket_session>(stream_.release_socket(), ctx_,
                                       std::move(handshake_))
       ->run(std::move(req), std::get<user_id>(checked), expires,
-            std::move(std::get<recovery_request>(recover)));
+            std::move(std::get<recovery_request>(recover)), std::move(grants));
 }
 
 void http_session::send(http_response res) {

@@ -129,12 +129,13 @@ void websocket_session::on_strand(F&& f) {
 }
 
 void websocket_session::run(http_request req, user_id user,
-                            std::optional<std::int64_t> expires,
-                            recovery_request recover) {
+                            std::optional<std::int64_t> expires, recovery_request recover,
+                            channel_grants grants) {
   request_ = std::make_unique<http_request>(std::move(req));
-  actor_ = spawn_connection(ctx_.system, ctx_.connection, ctx_.hub, ctx_.presence,
-                            ctx_.st, shared_from_this(), user, remote_of(socket_),
-                            lifetime_of(expires), std::move(recover));
+  actor_ =
+      spawn_connection(ctx_.system, ctx_.connection, ctx_.hub, ctx_.presence, ctx_.st,
+                       shared_from_this(), user, remote_of(socket_), lifetime_of(expires),
+                       std::move(recover), ctx_.channels, std::move(grants));
   // However the actor ends, its socket must not outlive it.
   actor_->attach_functor([weak = weak_from_this()](const caf::error&) {
     if (auto self = weak.lock())

@@ -39,9 +39,10 @@ public:
   // Spawns the connection actor, which asks the hub to admit `user` and then
   // calls accept() or reject().
   // `expires`: the unix second the connection's JWT expires, if it does;
-  // `recover`: the position its user's missed messages are replayed from.
+  // `recover`: the position its user's missed messages are replayed from;
+  // `grants`: the channels it may use (none: every channel).
   void run(http_request req, user_id user, std::optional<std::int64_t> expires = {},
-           recovery_request recover = {});
+           recovery_request recover = {}, channel_grants grants = nullptr);
 
   void accept(payload welcome) override;
   void reject(admission why) override;

@@ -5,8 +5,10 @@
 
 #include "src/base/user_id.hpp"
 
+#include <algorithm>
 #include <boost/json.hpp>
 #include <cmath>
+#include <memory>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -108,6 +110,18 @@ bool signature_ok(std::string_view signed_part, std::string_view signature,
   return CRYPTO_memcmp(mac, signature.data(), signature_size) == 0;
 }
 
+// Never null: in jwt mode, no claim means no channels.
+channel_grants channels_of(const json::object& payload) {
+  auto grants = std::make_shared<std::vector<std::string>>();
+  auto claim = payload.if_contains("channels");
+  auto list = claim ? claim->if_array() : nullptr;
+  if (list && std::all_of(list->begin(), list->end(),
+                          [](const json::value& v) { return v.is_string(); }))
+    for (auto& v : *list)
+      grants->emplace_back(v.get_string());
+  return grants;
+}
+
 } // namespace
 
 std::optional<jwt_identity> verify_jwt(std::string_view token, std::string_view secret,
@@ -142,6 +156,7 @@ std::optional<jwt_identity> verify_jwt(std::string_view token, std::string_view 
     return std::nullopt;
   jwt_identity result;
   result.user = *user;
+  result.channels = channels_of(*payload);
   auto current = static_cast<double>(now);
   if (auto nbf = payload->if_contains("nbf")) {
     auto when = number_of(*nbf);

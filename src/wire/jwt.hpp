@@ -17,6 +17,8 @@ struct jwt_identity {
   user_id user = 0;
   // Expiry in unix seconds when the token has `exp`.
   std::optional<std::int64_t> expires;
+  // The claim `channels` (SPEC section 8): its strings; none without it.
+  channel_grants channels;
 };
 
 // Verifies `token` against `secret` at unix time `now`: strict base64url,

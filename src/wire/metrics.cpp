@@ -94,7 +94,7 @@ void messages(exposition& e, const stats& st) {
              "Largest send queue of any connection seen, in bytes.",
              st.send_queue_bytes_max);
   constexpr auto recoveries = "hubnode_recoveries_total";
-  e.family(recoveries, "Connections that asked to recover missed messages, by result.",
+  e.family(recoveries, "Connections and subscriptions that asked to recover, by result.",
            "counter")
       .labelled(recoveries, "result", "recovered", st.recovered)
       .labelled(recoveries, "result", "not_recovered", st.not_recovered);
@@ -116,12 +116,22 @@ void housekeeping(exposition& e, const stats& st, std::size_t actors_running) {
       .sample("hubnode_actors_running", actors_running);
 }
 
+void channels(exposition& e, const stats& st) {
+  e.gauge("hubnode_channels_active", "Channels with a subscriber on this node.",
+          st.channels_active)
+      .gauge("hubnode_subscriptions_active", "Channel subscriptions on this node.",
+             st.subscriptions_active)
+      .counter("hubnode_publications_total",
+               "Channel publications accepted on this node.", st.publications);
+}
+
 } // namespace
 
 std::string render_metrics(const stats& st, std::size_t actors_running) {
   exposition e;
   connections(e, st);
   messages(e, st);
+  channels(e, st);
   housekeeping(e, st, actors_running);
   return e.finish();
 }

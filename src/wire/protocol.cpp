@@ -3,6 +3,7 @@
 #include "src/wire/protocol.hpp"
 
 #include "src/base/user_id.hpp"
+#include "src/wire/channel_name.hpp"
 #include "src/wire/json_member.hpp"
 
 #include <algorithm>
@@ -20,6 +21,7 @@ namespace {
 constexpr const char* bad_request = "bad_request";
 constexpr const char* unknown_type = "unknown_type";
 constexpr const char* invalid_recipient = "invalid_recipient";
+constexpr const char* bad_channel = "bad_channel";
 
 // An unknown type is echoed back; a client must not be able to make the
 // server repeat an arbitrarily long string.
@@ -84,9 +86,14 @@ struct request_type {
 };
 
 constexpr request_type request_types[] = {
-    {"send", inbound::kind::send},   {"presence", inbound::kind::presence},
-    {"watch", inbound::kind::watch}, {"unwatch", inbound::kind::unwatch},
+    {"send", inbound::kind::send},
+    {"presence", inbound::kind::presence},
+    {"watch", inbound::kind::watch},
+    {"unwatch", inbound::kind::unwatch},
     {"ping", inbound::kind::ping},
+    {"subscribe", inbound::kind::subscribe},
+    {"unsubscribe", inbound::kind::unsubscribe},
+    {"publish", inbound::kind::publish},
 };
 
 bool read_type(const json::object& obj, inbound& in) {
@@ -142,10 +149,61 @@ bool read_user_ids(const json::object& obj, inbound& in) {
   return true;
 }
 
+bool read_channel(const json::object& obj, inbound& in) {
+  auto* field = obj.if_contains("channel");
+  auto* name = field ? field->if_string() : nullptr;
+  if (!name)
+    return fail(in, bad_request, "channel must be a string");
+  if (!valid_channel_name(view(*name)))
+    return fail(in, bad_channel,
+                "channel must be 1 to 128 characters of A-Z a-z 0-9 _ - . :");
+  in.channel.assign(name->data(), name->size());
+  return true;
+}
+
+std::optional<std::uint64_t> offset_of(const json::value* v) {
+  if (!v)
+    return std::nullopt;
+  if (auto* u = v->if_uint64())
+    return *u;
+  if (auto* i = v->if_int64(); i && *i >= 0)
+    return static_cast<std::uint64_t>(*i);
+  return std::nullopt;
+}
+
+bool read_recover(const json::object& obj, inbound& in) {
+  auto* field = obj.if_contains("recover");
+  if (!field)
+    return true;
+  auto* position = field->if_object();
+  auto offset = position ? offset_of(position->if_contains("offset")) : std::nullopt;
+  auto* epoch_field = position ? position->if_contains("epoch") : nullptr;
+  auto* epoch = epoch_field ? epoch_field->if_string() : nullptr;
+  if (!offset || !epoch || epoch->empty())
+    return fail(in, bad_request,
+                "recover must be {\"offset\":N,\"epoch\":\"E\"} with N an integer >= 0");
+  in.recover = stream_position{std::string{view(*epoch)}, *offset};
+  return true;
+}
+
+bool read_publish(std::string_view text, inbound& in) {
+  auto data = member_text(text, "data");
+  if (!data)
+    return fail(in, bad_request, "data is required");
+  in.data.assign(data->data(), data->size());
+  return true;
+}
+
 bool read_body(const json::object& obj, std::string_view text, inbound& in) {
   switch (in.type) {
   case inbound::kind::send:
     return read_send(obj, text, in);
+  case inbound::kind::subscribe:
+    return read_channel(obj, in) && read_recover(obj, in);
+  case inbound::kind::unsubscribe:
+    return read_channel(obj, in);
+  case inbound::kind::publish:
+    return read_channel(obj, in) && read_publish(text, in);
   case inbound::kind::presence:
   case inbound::kind::watch:
   case inbound::kind::unwatch:
@@ -400,6 +458,78 @@ std::string presence_changed(user_id user, bool online) {
   return frame("presence_changed")
       .string("userId", std::to_string(user))
       .boolean("online", online)
+      .finish();
+}
+
+std::string subscribed(std::string_view channel, std::string_view ref, bool has_ref,
+                       const stream_position& position, std::optional<bool> recovered) {
+  return frame("subscribed")
+      .string("channel", channel)
+      .optional_string("ref", ref, has_ref)
+      .string("epoch", position.epoch)
+      .number("offset", static_cast<std::int64_t>(position.offset))
+      .optional_boolean("recovered", recovered)
+      .finish();
+}
+
+std::string unsubscribed(std::string_view channel, std::string_view ref, bool has_ref,
+                         std::string_view reason) {
+  return frame("unsubscribed")
+      .string("channel", channel)
+      .optional_string("ref", ref, has_ref)
+      .string("reason", reason)
+      .finish();
+}
+
+std::string published(std::string_view channel, std::string_view ref, bool has_ref,
+                      std::string_view id, std::uint64_t offset) {
+  return frame("published")
+      .string("channel", channel)
+      .optional_string("ref", ref, has_ref)
+      .string("id", id)
+      .number("offset", static_cast<std::int64_t>(offset))
+      .finish();
+}
+
+namespace {
+
+// The part of a publication frame both it and a history entry start with.
+object_writer publication_head(std::string_view channel, std::size_t capacity = 64) {
+  return std::move(frame("publication", capacity).string("channel", channel));
+}
+
+} // namespace
+
+std::string publication(std::string_view channel, std::string_view id,
+                        std::uint64_t offset, std::string_view from,
+                        std::string_view data, std::int64_t ts_ms) {
+  return publication_head(channel, data.size() + channel.size() + 128)
+      .string("id", id)
+      .optional_number("offset", offset)
+      .string("from", from)
+      .raw("data", data)
+      .number("ts", ts_ms)
+      .finish();
+}
+
+// A history entry is the publication frame without its type and channel:
+// copied from the kept frame, so `data` stays as its publisher wrote it.
+std::string history(std::string_view channel, const stream_position& top,
+                    const std::vector<payload>& publications) {
+  auto head = publication_head(channel).finish().size();
+  std::string list = "[";
+  for (const auto& p : publications) {
+    if (list.size() > 1)
+      list += ',';
+    list += '{';
+    list.append(*p, head, std::string::npos);
+  }
+  list += ']';
+  return object_writer{list.size() + 128}
+      .string("channel", channel)
+      .string("epoch", top.epoch)
+      .number("offset", static_cast<std::int64_t>(top.offset))
+      .raw("publications", list)
       .finish();
 }
 

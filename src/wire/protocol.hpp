@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace hubnode::protocol {
 
@@ -23,8 +24,8 @@ constexpr std::size_t max_depth = 64;
 
 // Parses one client text frame. Never throws: a frame that is not a valid
 // request comes back with kind::invalid and error_code/error_message set
-// ("bad_request", "unknown_type" or "invalid_recipient"), and with `ref` when
-// the frame had a usable one.
+// ("bad_request", "unknown_type", "invalid_recipient" or "bad_channel"), and with `ref`
+// when the frame had a usable one.
 inbound parse_request(std::string_view text);
 
 // The `data` of a POST /api/users/{id}/messages body as its sender wrote it,
@@ -49,6 +50,23 @@ std::string error(std::string_view code, std::string_view message, std::string_v
 // `users` are the queried ids, `online` those of them that are online.
 std::string presence(const user_list& users, const user_list& online);
 std::string presence_changed(user_id user, bool online);
+
+// Channels (SPEC section 8). `recovered` only when the subscribe asked to
+// recover; `data` is raw JSON text.
+std::string subscribed(std::string_view channel, std::string_view ref, bool has_ref,
+                       const stream_position& position,
+                       std::optional<bool> recovered = std::nullopt);
+std::string unsubscribed(std::string_view channel, std::string_view ref, bool has_ref,
+                         std::string_view reason);
+std::string published(std::string_view channel, std::string_view ref, bool has_ref,
+                      std::string_view id, std::uint64_t offset);
+std::string publication(std::string_view channel, std::string_view id,
+                        std::uint64_t offset, std::string_view from,
+                        std::string_view data, std::int64_t ts_ms);
+// The body of GET /api/channels/{name}/history from kept publication frames
+// of that channel, in offset order.
+std::string history(std::string_view channel, const stream_position& top,
+                    const std::vector<payload>& publications);
 
 // {"error":"CODE","message":"..."} for HTTP error bodies; `field` added when non-empty.
 std::string http_error(std::string_view code, std::string_view message,

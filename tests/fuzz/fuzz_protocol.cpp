@@ -1,6 +1,7 @@
 // libFuzzer target: the client-frame decoder of SPEC section 3
 // (hubnode::protocol::parse_request) and the error frame built from its
 // result. Built and run by tests/fuzz/run.sh.
+#include "src/wire/channel_name.hpp"
 #include "src/wire/protocol.hpp"
 
 #include <algorithm>
@@ -71,7 +72,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (in.type == inbound::kind::invalid) {
     check(!in.error_code.empty() && !in.error_message.empty());
     check(in.error_code == "bad_request" || in.error_code == "unknown_type" ||
-          in.error_code == "invalid_recipient");
+          in.error_code == "invalid_recipient" || in.error_code == "bad_channel");
   } else {
     check(in.error_code.empty() && in.error_message.empty());
   }
@@ -82,8 +83,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   auto ids = in.user_ids;
   std::sort(ids.begin(), ids.end());
   check(std::adjacent_find(ids.begin(), ids.end()) == ids.end());
-  if (in.type == inbound::kind::send)
+  if (in.type == inbound::kind::send || in.type == inbound::kind::publish)
     check(carries_member(text, in.data));
+  auto channel_kind = in.type == inbound::kind::subscribe ||
+                      in.type == inbound::kind::unsubscribe ||
+                      in.type == inbound::kind::publish;
+  check(in.type == inbound::kind::invalid || channel_kind == !in.channel.empty());
+  check(!in.channel.empty() == hubnode::valid_channel_name(in.channel));
+  check(!in.recover || in.type == inbound::kind::subscribe);
   auto api_data = protocol::api_message_data(text);
   json::error_code ec;
   auto doc = parse_json(text, ec, protocol::max_depth); // the API body's limit
@@ -106,6 +113,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   } else if (in.type == inbound::kind::send) {
     auto frame = parse_frame(protocol::message("id-1", "42", in.data, 1));
     check(frame.contains("data"));
+  } else if (in.type == inbound::kind::publish) {
+    auto frame =
+        parse_frame(protocol::publication(in.channel, "id-1", 1, "42", in.data, 1));
+    check(view(frame.at("channel").as_string()) == in.channel);
+  } else if (channel_kind) {
+    auto position = in.recover.value_or(hubnode::stream_position{"e", 0});
+    auto frame = parse_frame(protocol::subscribed(in.channel, in.ref, in.has_ref,
+                                                  position, in.recover.has_value()));
+    check(view(frame.at("epoch").as_string()) == position.epoch);
   } else if (in.type == inbound::kind::ping) {
     parse_frame(protocol::pong(in.ref, in.has_ref));
   } else {

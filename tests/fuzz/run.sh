@@ -25,7 +25,7 @@ targets=${*:-fuzz_protocol fuzz_user_id fuzz_jwt fuzz_http fuzz_websocket_frame}
 
 sources_of() {
   case $1 in
-  fuzz_protocol) echo src/wire/protocol.cpp src/wire/json_member.cpp src/base/user_id.cpp ;;
+  fuzz_protocol) echo src/wire/protocol.cpp src/wire/json_member.cpp src/wire/channel_name.cpp src/base/user_id.cpp ;;
   fuzz_user_id) echo src/base/user_id.cpp ;;
   fuzz_jwt) echo src/wire/jwt.cpp src/base/user_id.cpp ;;
   fuzz_http) echo src/wire/http_target.cpp src/base/user_id.cpp ;;

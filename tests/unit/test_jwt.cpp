@@ -159,3 +159,19 @@ TEST_CASE("jwt: tokens over 8 KiB are refused") {
   CHECK(big.size() > 8192);
   CHECK(!verify_jwt(big, secret, now));
 }
+
+TEST_CASE("jwt: the channels claim lists the channels; no claim, none") {
+  auto with =
+      verify_jwt(token(R"({"sub":"1","channels":["room:*","lobby"]})"), secret, now);
+  REQUIRE(with);
+  REQUIRE(bool(with->channels));
+  CHECK((*with->channels == std::vector<std::string>{"room:*", "lobby"}));
+  for (auto payload : {R"({"sub":"1"})", R"({"sub":"1","channels":"*"})",
+                       R"({"sub":"1","channels":["*",7]})"}) {
+    CAPTURE(payload);
+    auto none = verify_jwt(token(payload), secret, now);
+    REQUIRE(none);
+    REQUIRE(bool(none->channels));
+    CHECK(none->channels->empty());
+  }
+}

@@ -146,9 +146,9 @@ TEST_CASE("parse: type") {
     }
   }
   SUBCASE("unknown is unknown_type, names it and carries the ref") {
-    auto in = protocol::parse_request(R"({"type":"subscribe","ref":"r2"})");
+    auto in = protocol::parse_request(R"({"type":"join","ref":"r2"})");
     check_error(in, "unknown_type");
-    CHECK(in.error_message.find("subscribe") != std::string::npos);
+    CHECK(in.error_message.find("join") != std::string::npos);
     CHECK(in.has_ref);
     CHECK(in.ref == "r2");
   }

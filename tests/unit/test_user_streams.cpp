@@ -1,6 +1,6 @@
 #include "src/base/log.hpp"
 
-#include "actors/streams/user_streams.hpp"
+#include "actors/streams/stream_store.hpp"
 
 #include <doctest/doctest.h>
 
@@ -11,7 +11,7 @@ namespace {
 
 using time_point = user_streams::time_point;
 
-user_streams_settings settings(std::size_t size = 3, std::size_t recover_limit = 300) {
+stream_settings settings(std::size_t size = 3, std::size_t recover_limit = 300) {
   return {"i1", size, 10s, recover_limit};
 }
 
