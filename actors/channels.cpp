@@ -21,13 +21,14 @@ namespace hubnode {
 namespace {
 
 struct channels_state {
-  channels_settings cfg;
+  hub_settings cfg;
   stats* st = nullptr;
   std::optional<channel_streams> streams;
   std::unordered_map<std::string, std::vector<connection_actor>> subscribers;
   // The channels of each subscribed connection, keyed by address because
-  // that is all a DOWN message carries.
-  std::unordered_map<caf::actor_addr, std::vector<std::string>> by_connection;
+  // that is all a DOWN message carries. The names are the keys of
+  // `subscribers`, which stay while the connection is among them.
+  std::unordered_map<caf::actor_addr, std::vector<const std::string*>> by_connection;
   // A publication id is this and a count: NODE-INCARNATION-pN.
   std::string id_prefix;
   std::uint64_t last_publication = 0;
@@ -43,20 +44,19 @@ void deliver(channels_ptr self, const connection_actor& conn, std::string frame)
   self->send(conn, deliver_atom::value, make_payload(std::move(frame)));
 }
 
-void count_recovery(channels_ptr self, bool recovered) {
-  stats::bump(recovered ? self->state.st->recovered : self->state.st->not_recovered);
-}
-
 void add_subscriber(channels_ptr self, const connection_actor& conn,
                     const std::string& channel) {
   auto& st = self->state;
-  auto& subs = st.subscribers[channel];
+  auto entry = st.subscribers.try_emplace(channel).first;
+  auto& subs = entry->second;
   if (subs.empty())
     stats::add(st.st->channels_active, 1);
   subs.push_back(conn);
   stats::add(st.st->subscriptions_active, 1);
   auto [i, first] = st.by_connection.try_emplace(conn.address());
-  i->second.push_back(channel);
+  // Grown one at a time: a connection holds a handful, for long.
+  i->second.reserve(i->second.size() + 1);
+  i->second.push_back(&entry->first);
   if (first)
     self->monitor(conn);
 }
@@ -72,7 +72,7 @@ void subscribe(channels_ptr self, const connection_actor& conn,
   if (req.recover) {
     missed = st.streams->since(req.channel, *req.recover, now);
     recovered = missed.has_value();
-    count_recovery(self, *recovered);
+    self->state.st->recovery(*recovered);
   }
   deliver(self, conn,
           protocol::subscribed(req.channel, req.ref, req.has_ref, position, recovered));
@@ -82,39 +82,45 @@ void subscribe(channels_ptr self, const connection_actor& conn,
   add_subscriber(self, conn, req.channel);
 }
 
-// Drops one subscription; false when there was none.
-bool remove_subscriber(channels_ptr self, const caf::actor_addr& conn,
+// Drops one subscription.
+void remove_subscriber(channels_ptr self, const caf::actor_addr& conn,
                        const std::string& channel) {
   auto& st = self->state;
   auto i = st.subscribers.find(channel);
   if (i == st.subscribers.end())
-    return false;
+    return;
   auto& subs = i->second;
   auto j = std::find(subs.begin(), subs.end(), conn);
   if (j == subs.end())
-    return false;
+    return;
   subs.erase(j);
   stats::add(st.st->subscriptions_active, -1);
+  // Before the entry may go: `channel` may be its key.
+  st.streams->close(channel, self->clock().now());
   if (subs.empty()) {
     st.subscribers.erase(i);
     stats::add(st.st->channels_active, -1);
   }
-  st.streams->close(channel, self->clock().now());
-  return true;
 }
 
 void unsubscribe(channels_ptr self, const connection_actor& conn,
                  const channel_request& req) {
   auto& st = self->state;
-  if (!remove_subscriber(self, conn.address(), req.channel))
-    return;
   auto i = st.by_connection.find(conn.address());
+  if (i == st.by_connection.end())
+    return;
   auto& mine = i->second;
-  mine.erase(std::remove(mine.begin(), mine.end(), req.channel), mine.end());
+  auto name = std::find_if(mine.begin(), mine.end(),
+                           [&](const std::string* n) { return *n == req.channel; });
+  if (name == mine.end())
+    return;
+  // Off the list before the name it points to may go with its channel.
+  mine.erase(name);
   if (mine.empty()) {
     st.by_connection.erase(i);
     self->demonitor(conn.address());
   }
+  remove_subscriber(self, conn.address(), req.channel);
   deliver(self, conn,
           protocol::unsubscribed(req.channel, req.ref, req.has_ref, "client"));
 }
@@ -124,8 +130,8 @@ void forget(channels_ptr self, const caf::actor_addr& conn) {
   auto i = self->state.by_connection.find(conn);
   if (i == self->state.by_connection.end())
     return;
-  for (auto& channel : i->second)
-    remove_subscriber(self, conn, channel);
+  for (auto* channel : i->second)
+    remove_subscriber(self, conn, *channel);
   self->state.by_connection.erase(i);
 }
 
@@ -166,8 +172,7 @@ std::string history(channels_ptr self, const history_request& req) {
   return protocol::history(req.channel, slice.top, slice.entries);
 }
 
-channels_actor::behavior_type channels(channels_ptr self, channels_settings cfg,
-                                       stats* st) {
+channels_actor::behavior_type channels(channels_ptr self, hub_settings cfg, stats* st) {
   auto& s = self->state;
   s.cfg = std::move(cfg);
   s.st = st;
@@ -199,7 +204,7 @@ channels_actor::behavior_type channels(channels_ptr self, channels_settings cfg,
 
 } // namespace
 
-channels_actor spawn_channels(caf::actor_system& sys, channels_settings cfg, stats& st) {
+channels_actor spawn_channels(caf::actor_system& sys, hub_settings cfg, stats& st) {
   return sys.spawn(channels, std::move(cfg), &st);
 }
 

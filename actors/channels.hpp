@@ -13,6 +13,7 @@
 
 namespace hubnode {
 
-channels_actor spawn_channels(caf::actor_system& sys, channels_settings cfg, stats& st);
+// With the hub's settings: the same node id, incarnation and history options.
+channels_actor spawn_channels(caf::actor_system& sys, hub_settings cfg, stats& st);
 
 } // namespace hubnode

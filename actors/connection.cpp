@@ -316,6 +316,8 @@ void subscribe(connection_ptr self, inbound& in) {
                   "this connection holds as many subscriptions as it may");
   if (!available(self, in))
     return;
+  // Grown one at a time: a connection holds a handful, for long.
+  st.subscriptions.reserve(st.subscriptions.size() + 1);
   st.subscriptions.push_back(in.channel);
   self->send(st.channels, subscribe_atom::value, handle_of(self), channel_request_of(in));
 }

@@ -95,10 +95,6 @@ admission_result admitted_when_subscribed(hub_ptr self, user_id user, welcome_in
   return rp;
 }
 
-void count_recovery(hub_ptr self, bool recovered) {
-  stats::bump(recovered ? self->state.st->recovered : self->state.st->not_recovered);
-}
-
 // The welcome's part of the user stream, and the replay of what the client
 // missed. The replay is sent before the admission answer: the connection
 // holds deliveries until its welcome is out, in the order they came, so the
@@ -113,7 +109,7 @@ void open_stream(hub_ptr self, user_id user, const connection_actor& conn,
     return;
   auto missed = streams.since(user, *recover, now);
   info.recovered = missed.has_value();
-  count_recovery(self, *info.recovered);
+  self->state.st->recovery(*info.recovered);
   if (!missed)
     return;
   for (auto& frame : *missed)
@@ -148,7 +144,7 @@ admission_result admit(hub_ptr self, user_id user, const connection_actor& conn,
     // Not yet in cluster mode: no stream, so nothing to recover from.
     if (recover) {
       info.recovered = false;
-      count_recovery(self, false);
+      self->state.st->recovery(false);
     }
     return admitted_when_subscribed(self, user, std::move(info));
   }

@@ -27,20 +27,13 @@ struct hub_settings {
   std::size_t max_connections_per_user{};
   caf::timespan ping_interval{};
   caf::timespan sweep_interval{};
-  // Direct-message streams (SPEC section 8), standalone mode only.
+  // The streams of SPEC section 8, standalone mode only: direct messages
+  // (the hub) and channels (the channels actor, which runs with these
+  // settings too).
   std::size_t history_user_size{};
-  caf::timespan history_ttl{};
-  std::size_t recover_limit{};
-};
-
-// The channels actor (SPEC section 8), standalone mode only.
-struct channels_settings {
-  std::string node_id;
-  std::string incarnation = hubnode::incarnation(now_ms());
   std::size_t history_size{};
   caf::timespan history_ttl{};
   std::size_t recover_limit{};
-  caf::timespan sweep_interval{};
 };
 
 struct connection_settings {

@@ -274,18 +274,9 @@ hub_settings make_hub_settings(const node_options& opt) {
   s.ping_interval = opt.ping_interval;
   s.sweep_interval = opt.sweep_interval;
   s.history_user_size = opt.history_user_size;
-  s.history_ttl = opt.history_ttl;
-  s.recover_limit = opt.recover_limit;
-  return s;
-}
-
-channels_settings make_channels_settings(const node_options& opt) {
-  channels_settings s;
-  s.node_id = opt.node_id;
   s.history_size = opt.history_size;
   s.history_ttl = opt.history_ttl;
   s.recover_limit = opt.recover_limit;
-  s.sweep_interval = opt.sweep_interval;
   return s;
 }
 

@@ -48,7 +48,6 @@ enum class startup { run, help, bad_config };
 startup load_config(hubnode_config& cfg, int argc, char** argv, std::string& reason);
 
 hub_settings make_hub_settings(const node_options& opt);
-channels_settings make_channels_settings(const node_options& opt);
 connection_settings make_connection_settings(const node_options& opt);
 presence_settings make_presence_settings(const node_options& opt);
 // Cluster mode only (redis.url set and valid, as load_config checks).

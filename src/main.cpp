@@ -58,8 +58,9 @@ node_actors spawn_actors(caf::actor_system& system, const node_options& opt, sta
   presence_cfg.admitting = [admitting] { return admitting->pending(); };
   if (!cluster_mode(opt)) {
     a.presence = spawn_presence(system, presence_cfg, st);
-    a.hub = spawn_hub(system, make_hub_settings(opt), a.presence, st);
-    a.channels = spawn_channels(system, make_channels_settings(opt), st);
+    auto hub_cfg = make_hub_settings(opt);
+    a.hub = spawn_hub(system, hub_cfg, a.presence, st);
+    a.channels = spawn_channels(system, std::move(hub_cfg), st);
     return a;
   }
   auto redis_cfg = make_redis_settings(opt);

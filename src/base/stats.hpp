@@ -62,6 +62,7 @@ struct stats {
   void closed(close_reason r) { bump(connections_closed[index(r)]); }
   void rejected(rejection r) { bump(handshakes_rejected[index(r)]); }
   void dropped(drop_reason r) { bump(messages_dropped[index(r)]); }
+  void recovery(bool ok) { bump(ok ? recovered : not_recovered); }
   void queue_bytes_seen(std::int64_t bytes);
 
   static void bump(counter& c, std::uint64_t n = 1) {

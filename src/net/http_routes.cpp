@@ -93,14 +93,28 @@ bool authorized(server_context& ctx, const http_request& req) {
   return header == "Bearer " + ctx.opt.api_key;
 }
 
-void post_message(server_context& ctx, user_id to, const http_request& req,
-                  responder reply) {
+// The `data` of a POST body; nothing once `reply` has the 400.
+std::optional<std::string_view> body_data(const http_request& req, responder& reply) {
   auto data = protocol::api_message_data(req.body());
-  if (!data) {
+  if (!data)
     reply(error_response(http::status::bad_request, "bad_request",
                          "body must be a JSON object with a \"data\" field"));
+  return data;
+}
+
+// A decimal integer >= 0; one too large for 64 bits counts as the largest.
+std::optional<std::uint64_t> decimal(std::string_view text) {
+  if (text.empty() ||
+      !std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; }))
+    return std::nullopt;
+  return parse_user_id(text).value_or(std::numeric_limits<std::uint64_t>::max());
+}
+
+void post_message(server_context& ctx, user_id to, const http_request& req,
+                  responder reply) {
+  auto data = body_data(req, reply);
+  if (!data)
     return;
-  }
   stats::bump(ctx.st.messages_received);
   ask(
       ctx.system, ctx.hub, actor_timeout,
@@ -133,28 +147,24 @@ http_response validation(std::string_view message, std::string_view field) {
   return error_response(http::status::bad_request, "validation", message, field);
 }
 
-// A decimal integer >= 0 (too large for 64 bits: the largest); nothing when
-// the parameter is absent, an error when it is malformed.
+// A decimal integer >= 0; nothing when the parameter is absent, an error
+// when it is malformed.
 std::variant<std::optional<std::uint64_t>, http_response>
 count_param(const http_request& req, std::string_view name) {
   auto text = query_param(req.target(), name);
   if (!text)
     return std::optional<std::uint64_t>{};
-  if (text->empty() || !std::all_of(text->begin(), text->end(),
-                                    [](char c) { return c >= '0' && c <= '9'; }))
+  auto count = decimal(*text);
+  if (!count)
     return validation(fmt::format("{} must be an integer >= 0", name), name);
-  return std::optional<std::uint64_t>{
-      parse_user_id(*text).value_or(std::numeric_limits<std::uint64_t>::max())};
+  return count;
 }
 
 void post_publication(server_context& ctx, std::string channel, const http_request& req,
                       responder reply) {
-  auto data = protocol::api_message_data(req.body());
-  if (!data) {
-    reply(error_response(http::status::bad_request, "bad_request",
-                         "body must be a JSON object with a \"data\" field"));
+  auto data = body_data(req, reply);
+  if (!data)
     return;
-  }
   ask(
       ctx.system, ctx.channels, actor_timeout,
       [reply](const std::string& id, std::uint64_t offset) {
@@ -389,20 +399,18 @@ std::variant<user_id, http_response> check_upgrade(server_context& ctx,
 // the end of any stream, so it is not recovered rather than refused.
 std::variant<recovery_request, http_response> check_recovery(server_context& ctx,
                                                              const http_request& req) {
-  auto offset = query_param(req.target(), "recover");
-  if (!offset)
+  auto text = query_param(req.target(), "recover");
+  if (!text)
     return recovery_request{};
-  if (offset->empty() || !std::all_of(offset->begin(), offset->end(),
-                                      [](char c) { return c >= '0' && c <= '9'; }))
+  auto offset = decimal(*text);
+  if (!offset)
     return refuse(ctx, rejection::validation, http::status::bad_request, "validation",
                   "recover must be a decimal integer >= 0", "recover");
   auto epoch = query_param(req.target(), "epoch");
   if (!epoch || epoch->empty())
     return refuse(ctx, rejection::validation, http::status::bad_request, "validation",
                   "epoch parameter is required with recover", "epoch");
-  return recovery_request{stream_position{
-      std::move(*epoch),
-      parse_user_id(*offset).value_or(std::numeric_limits<std::uint64_t>::max())}};
+  return recovery_request{stream_position{std::move(*epoch), *offset}};
 }
 
 } // namespace hubnode

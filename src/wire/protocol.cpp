@@ -403,16 +403,27 @@ std::string welcome(user_id user, std::string_view connection_id, std::string_vi
   return w.optional_boolean("recovered", recovered).finish();
 }
 
-std::string message(std::string_view id, std::string_view from, std::string_view data,
-                    std::int64_t ts_ms, std::optional<std::uint64_t> offset) {
-  // Sized up front: `data` may be most of a 64 KiB frame.
-  return frame("message", data.size() + 128)
-      .string("id", id)
+namespace {
+
+// The fields of an entry of a stream, a message's or a publication's.
+std::string entry(object_writer& w, std::string_view id,
+                  std::optional<std::uint64_t> offset, std::string_view from,
+                  std::string_view data, std::int64_t ts_ms) {
+  return w.string("id", id)
       .optional_number("offset", offset)
       .string("from", from)
       .raw("data", data)
       .number("ts", ts_ms)
       .finish();
+}
+
+} // namespace
+
+std::string message(std::string_view id, std::string_view from, std::string_view data,
+                    std::int64_t ts_ms, std::optional<std::uint64_t> offset) {
+  // Sized up front: `data` may be most of a 64 KiB frame.
+  auto w = frame("message", data.size() + 128);
+  return entry(w, id, offset, from, data, ts_ms);
 }
 
 std::string ack(std::string_view ref, bool has_ref, std::string_view id, bool online) {
@@ -503,13 +514,8 @@ object_writer publication_head(std::string_view channel, std::size_t capacity = 
 std::string publication(std::string_view channel, std::string_view id,
                         std::uint64_t offset, std::string_view from,
                         std::string_view data, std::int64_t ts_ms) {
-  return publication_head(channel, data.size() + channel.size() + 128)
-      .string("id", id)
-      .optional_number("offset", offset)
-      .string("from", from)
-      .raw("data", data)
-      .number("ts", ts_ms)
-      .finish();
+  auto w = publication_head(channel, data.size() + channel.size() + 128);
+  return entry(w, id, offset, from, data, ts_ms);
 }
 
 // A history entry is the publication frame without its type and channel:

@@ -111,10 +111,11 @@ struct channels_fixture : actor_fixture {
 
   ~channels_fixture() { kill(channels); }
 
-  static channels_settings settings() {
-    auto result = make_channels_settings(node_options{});
+  static hub_settings settings() {
+    auto result = make_hub_settings(node_options{});
     result.node_id = "n1";
     result.history_size = 3;
+    result.ping_interval = 1000h;
     result.sweep_interval = 1000h;
     return result;
   }
@@ -311,7 +312,7 @@ namespace {
 struct connection_channels_fixture : channels_fixture {
   connection_settings_ptr cfg = std::make_shared<const connection_settings>(make());
   presence_actor presence = spawn_presence(sys, presence_with_grace(100ms), st);
-  hub_actor hub = spawn_hub(sys, hub_settings_of(), presence, st);
+  hub_actor hub = spawn_hub(sys, settings(), presence, st);
 
   ~connection_channels_fixture() { kill(hub, presence); }
 
@@ -320,14 +321,6 @@ struct connection_channels_fixture : channels_fixture {
     result.node_id = "n1";
     result.max_channels = 2;
     result.rate_limit = 1000;
-    return result;
-  }
-
-  static hub_settings hub_settings_of() {
-    auto result = make_hub_settings(node_options{});
-    result.node_id = "n1";
-    result.ping_interval = 1000h;
-    result.sweep_interval = 1000h;
     return result;
   }
 
