@@ -38,7 +38,7 @@ struct channels_state {
 
 const char* channels_state::name = "channels";
 
-using channels_ptr = channels_actor::stateful_pointer<channels_state>;
+using channels_ptr = standalone_channels_actor::stateful_pointer<channels_state>;
 
 void deliver(channels_ptr self, const connection_actor& conn, std::string frame) {
   self->send(conn, deliver_atom::value, make_payload(std::move(frame)));
@@ -172,7 +172,8 @@ std::string history(channels_ptr self, const history_request& req) {
   return protocol::history(req.channel, slice.top, slice.entries);
 }
 
-channels_actor::behavior_type channels(channels_ptr self, hub_settings cfg, stats* st) {
+standalone_channels_actor::behavior_type channels(channels_ptr self, hub_settings cfg,
+                                                  stats* st) {
   auto& s = self->state;
   s.cfg = std::move(cfg);
   s.st = st;
@@ -204,7 +205,8 @@ channels_actor::behavior_type channels(channels_ptr self, hub_settings cfg, stat
 
 } // namespace
 
-channels_actor spawn_channels(caf::actor_system& sys, hub_settings cfg, stats& st) {
+standalone_channels_actor spawn_channels(caf::actor_system& sys, hub_settings cfg,
+                                         stats& st) {
   return sys.spawn(channels, std::move(cfg), &st);
 }
 

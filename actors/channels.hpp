@@ -14,6 +14,7 @@
 namespace hubnode {
 
 // With the hub's settings: the same node id, incarnation and history options.
-channels_actor spawn_channels(caf::actor_system& sys, hub_settings cfg, stats& st);
+standalone_channels_actor spawn_channels(caf::actor_system& sys, hub_settings cfg,
+                                         stats& st);
 
 } // namespace hubnode

@@ -25,7 +25,6 @@ struct connection_state {
   connection_settings_ptr cfg;
   hub_actor hub;
   presence_actor presence;
-  // None in cluster mode, where channels are not yet served.
   channels_actor channels;
   channel_grants grants;
   // The channels this connection is subscribed to; the channels actor has
@@ -298,13 +297,6 @@ bool allowed(connection_ptr self, const inbound& in) {
   return false;
 }
 
-bool available(connection_ptr self, const inbound& in) {
-  if (self->state.channels)
-    return true;
-  refuse(self, in, "unavailable", "channels are not yet available in cluster mode");
-  return false;
-}
-
 void subscribe(connection_ptr self, inbound& in) {
   auto& st = self->state;
   if (!allowed(self, in))
@@ -314,8 +306,6 @@ void subscribe(connection_ptr self, inbound& in) {
   if (st.subscriptions.size() >= st.cfg->max_channels)
     return refuse(self, in, "too_many_subscriptions",
                   "this connection holds as many subscriptions as it may");
-  if (!available(self, in))
-    return;
   // Grown one at a time: a connection holds a handful, for long.
   st.subscriptions.reserve(st.subscriptions.size() + 1);
   st.subscriptions.push_back(in.channel);
@@ -341,10 +331,18 @@ void unsubscribe(connection_ptr self, inbound& in) {
 }
 
 void publish(connection_ptr self, inbound& in) {
-  if (!check_subscribed(self, in) || !available(self, in))
+  if (!check_subscribed(self, in))
     return;
   self->send(self->state.channels, publish_atom::value, handle_of(self), self->state.user,
              channel_request_of(in));
+}
+
+// The channels actor ended a subscription (Redis down at subscribe, or
+// entries lost for good): `frame` says why.
+void ended(connection_ptr self, const std::string& channel, const payload& frame) {
+  auto& subs = self->state.subscriptions;
+  subs.erase(std::remove(subs.begin(), subs.end(), channel), subs.end());
+  enqueue(self, frame);
 }
 
 void serve(connection_ptr self, inbound& in, sends& pending) {
@@ -426,6 +424,7 @@ connection_actor::behavior_type admitting() {
       [](changed_atom, user_id, bool) { return caf::skip; },
       [](expire_atom) { return caf::skip; },
       [](flush_atom) { return caf::skip; },
+      [](ended_atom, const std::string&, const payload&) { return caf::skip; },
   };
 }
 
@@ -450,6 +449,9 @@ connection_actor::behavior_type open(connection_ptr self) {
       },
       [self](expire_atom) { expire(self); },
       [self](flush_atom) { on_flush(self); },
+      [self](ended_atom, const std::string& channel, const payload& frame) {
+        ended(self, channel, frame);
+      },
   };
 }
 
@@ -476,6 +478,7 @@ connection_actor::behavior_type upgrading(connection_ptr self) {
       [](changed_atom, user_id, bool) { return caf::skip; },
       [self](expire_atom) { expire(self); },
       [](flush_atom) { return caf::skip; },
+      [](ended_atom, const std::string&, const payload&) { return caf::skip; },
   };
 }
 

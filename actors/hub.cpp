@@ -3,6 +3,7 @@
 
 #include "actors/hub.hpp"
 
+#include "actors/streams/stream_feed.hpp"
 #include "actors/streams/stream_store.hpp"
 #include "src/base/clock.hpp"
 #include "src/wire/protocol.hpp"
@@ -43,6 +44,9 @@ struct hub_state {
   // delivering is one turn of this actor, and so is registering and
   // replaying, so a recovery cannot miss or repeat a live message.
   std::optional<user_streams> streams;
+  // Cluster mode only: the streams live in Redis; these are the local
+  // connections of each user as readers of its stream's feed.
+  std::unordered_map<user_id, stream_feed> feeds;
   bool shutting_down = false;
   std::vector<caf::typed_response_promise<bool>> drained;
 
@@ -73,23 +77,98 @@ admission_result refuse(hub_ptr self, user_id user, admission why, rejection lab
   return {why, welcome_info{}};
 }
 
+void deliver_entry(hub_ptr self, const connection_actor& conn, const payload& frame) {
+  self->send(conn, deliver_atom::value, frame);
+  stats::bump(self->state.st->messages_delivered);
+}
+
+// A user's connection goes on after entries it cannot get: the offsets
+// show the client the gap, and a reconnect with `recover` tells it more.
+void skip_lost(const connection_actor&) {}
+
+void opened(hub_ptr self, user_id user, stream_feed::ticket held,
+            const recovery_request& recover, const stream_read& read,
+            welcome_info& info) {
+  auto i = self->state.feeds.find(user);
+  if (i == self->state.feeds.end())
+    return;
+  info.position = read.top;
+  std::optional<std::uint64_t> start = read.top.offset;
+  if (recover) {
+    info.recovered = recovers(read, *recover, self->state.cfg.recover_limit);
+    self->state.st->recovery(*info.recovered);
+    if (*info.recovered)
+      start = recover->offset;
+  }
+  auto deliver = [self](const connection_actor& c, const payload& f) {
+    deliver_entry(self, c, f);
+  };
+  i->second.settle(held, read, start, deliver, skip_lost);
+}
+
+// Redis is down: no position, nothing recovered, and the connection takes
+// the feed from whatever comes next.
+void opened_without_position(hub_ptr self, user_id user, stream_feed::ticket held,
+                             const recovery_request& recover, welcome_info& info) {
+  if (recover) {
+    info.recovered = false;
+    self->state.st->recovery(false);
+  }
+  auto i = self->state.feeds.find(user);
+  if (i != self->state.feeds.end())
+    i->second.settle_unpositioned(held,
+                                  [self](const connection_actor& c, const payload& f) {
+                                    deliver_entry(self, c, f);
+                                  });
+}
+
+// Cluster mode: the stream's position (and the replay) is read once this
+// node hears the user's channel, so that every later entry comes by the
+// feed; the replay and what the feed brought meanwhile go to the connection
+// before the answer, which it turns into its welcome.
+void open_cluster_stream(hub_ptr self, user_id user, stream_feed::ticket held,
+                         recovery_request recover,
+                         caf::typed_response_promise<admission, welcome_info> rp,
+                         welcome_info info) {
+  read_request req;
+  if (recover) {
+    req.after = recover->offset;
+    req.count = self->state.cfg.recover_limit;
+  }
+  self->request(self->state.cluster, caf::infinite, read_atom::value, user, req)
+      .then(
+          [self, user, held, recover, rp, info](const stream_read& read) mutable {
+            opened(self, user, held, recover, read, info);
+            rp.deliver(admission::admitted, std::move(info));
+          },
+          [self, user, held, recover, rp, info](caf::error&) mutable {
+            opened_without_position(self, user, held, recover, info);
+            rp.deliver(admission::admitted, std::move(info));
+          });
+}
+
 // In cluster mode the answer waits for the cluster's subscription to the
 // user's channel: the connection sends its welcome on this answer (SPEC
 // section 3, "Timing"), and a message sent to the user after the welcome
 // must reach it from every node. Without Redis the cluster answers at once
 // (false), and the welcome goes out all the same: local delivery works on.
-admission_result admitted_when_subscribed(hub_ptr self, user_id user, welcome_info info) {
+admission_result admitted_when_subscribed(hub_ptr self, user_id user,
+                                          const connection_actor& conn,
+                                          recovery_request recover, welcome_info info) {
   auto rp = self->make_response_promise<admission, welcome_info>();
+  auto held = self->state.feeds.try_emplace(user, false).first->second.join(conn);
   self->request(self->state.cluster, caf::infinite, subscribe_atom::value, user)
       .then(
-          [rp, info](bool subscribed) mutable {
+          [self, user, held, recover, rp, info](bool subscribed) mutable {
             if (!subscribed)
               CAF_LOG_DEBUG("welcome without a subscription"
                             << CAF_ARG2("connection", info.connection_id));
-            rp.deliver(admission::admitted, std::move(info));
+            open_cluster_stream(self, user, held, std::move(recover), rp,
+                                std::move(info));
           },
-          [rp, info](caf::error& err) mutable {
+          [self, user, held, recover, rp, info](caf::error& err) mutable {
             CAF_LOG_WARNING("cluster did not answer" << CAF_ARG(err));
+            opened_without_position(self, user, held, recover, info);
             rp.deliver(admission::admitted, std::move(info));
           });
   return rp;
@@ -140,14 +219,8 @@ admission_result admit(hub_ptr self, user_id user, const connection_actor& conn,
   self->send(st.presence, connected_atom::value, user);
   CAF_LOG_DEBUG("register" << CAF_ARG2("actor", conn->id()) << CAF_ARG(user)
                            << CAF_ARG2("connection", info.connection_id));
-  if (st.cluster) {
-    // Not yet in cluster mode: no stream, so nothing to recover from.
-    if (recover) {
-      info.recovered = false;
-      self->state.st->recovery(false);
-    }
-    return admitted_when_subscribed(self, user, std::move(info));
-  }
+  if (st.cluster)
+    return admitted_when_subscribed(self, user, conn, recover, std::move(info));
   open_stream(self, user, conn, recover, info);
   return {admission::admitted, std::move(info)};
 }
@@ -183,6 +256,8 @@ void unregister(hub_ptr self, const caf::actor_addr& conn) {
   forget_connection(self, reg.user, conn);
   if (!st.cluster)
     st.streams->close(reg.user, self->clock().now());
+  else if (auto f = st.feeds.find(reg.user); f != st.feeds.end() && f->second.leave(conn))
+    st.feeds.erase(f);
   stats::add(st.st->connections_active, -1);
   self->send(st.presence, disconn_atom::value, reg.user);
   CAF_LOG_DEBUG("unregister" << CAF_ARG2("actor", conn.id()) << CAF_ARG2("user", reg.user)
@@ -247,25 +322,25 @@ void ask_presence(hub_ptr self, user_id to, answer_slot slot) {
             });
 }
 
-// The cluster answers whether the user is online on another node (or in
-// P`online`, which has the grace period); false when Redis is down.
-void publish(hub_ptr self, user_id to, payload frame, bool online_here,
+// The cluster answers whether it stored the message (then every node, this
+// one too, delivers it from its feed) and whether the user is online on
+// another node (or in P`online`, which has the grace period). Not stored
+// (Redis is down): local connections get it here, without an offset.
+void publish(hub_ptr self, user_id to, payload frame, payload unstored, bool online_here,
              answer_slot slot) {
-  auto pending = self->request(self->state.cluster, caf::infinite, publish_atom::value,
-                               to, std::move(frame));
-  if (online_here) {
-    slot(true);
-    pending.then([](bool) {},
-                 [](caf::error& err) {
-                   CAF_LOG_WARNING("cluster did not answer" << CAF_ARG(err));
-                 });
-    return;
-  }
-  pending.then([slot](bool online) mutable { slot(online); },
-               [slot](caf::error& err) mutable {
-                 CAF_LOG_WARNING("cluster did not answer" << CAF_ARG(err));
-                 slot(false);
-               });
+  self->request(self->state.cluster, caf::infinite, publish_atom::value, to,
+                std::move(frame))
+      .then(
+          [self, to, unstored, online_here, slot](bool stored, bool online) mutable {
+            if (!stored)
+              deliver_locally(self, to, unstored);
+            slot(online_here || online);
+          },
+          [self, to, unstored, online_here, slot](caf::error& err) mutable {
+            CAF_LOG_WARNING("cluster did not answer" << CAF_ARG(err));
+            deliver_locally(self, to, unstored);
+            slot(online_here);
+          });
 }
 
 // Standalone: the message is an entry of its recipient's stream, kept also
@@ -286,9 +361,12 @@ void route_one(hub_ptr self, const std::string& from, const outgoing& message,
   if (!st.cluster)
     return route_standalone(self, from, message, std::move(slot), now);
   auto local = st.by_user.count(message.to) > 0;
-  auto frame = make_payload(protocol::message(slot.id, from, message.data, now_ms()));
-  deliver_locally(self, message.to, frame);
-  publish(self, message.to, std::move(frame), local, std::move(slot));
+  auto ts = now_ms();
+  // The append script writes the offset over the 0.
+  auto frame = make_payload(protocol::message(slot.id, from, message.data, ts, 0));
+  auto unstored = make_payload(protocol::message(slot.id, from, message.data, ts));
+  publish(self, message.to, std::move(frame), std::move(unstored), local,
+          std::move(slot));
 }
 
 // A connection routes what it read at once in one request: one message to
@@ -307,11 +385,51 @@ caf::result<routed_batch> route(hub_ptr self, const std::string& from,
   return answers->promise();
 }
 
-// A message another node routed: only this node's connections, never back
-// to Redis.
-void remote(hub_ptr self, user_id to, const payload& frame) {
-  [[maybe_unused]] auto delivered = deliver_locally(self, to, frame);
-  CAF_LOG_DEBUG("remote message" << CAF_ARG(to) << CAF_ARG(delivered));
+// The stream's read for a resync of a user's readers arrived (or failed).
+void resynced(hub_ptr self, user_id user, stream_feed::ticket held,
+              const stream_read* read) {
+  auto i = self->state.feeds.find(user);
+  if (i == self->state.feeds.end())
+    return;
+  auto deliver = [self](const connection_actor& c, const payload& f) {
+    deliver_entry(self, c, f);
+  };
+  if (read)
+    i->second.settle(held, *read, std::nullopt, deliver, skip_lost);
+  else
+    i->second.settle_unpositioned(held, deliver);
+}
+
+void start_resync(hub_ptr self, user_id user, const stream_feed::resync& r) {
+  self->request(self->state.cluster, caf::infinite, read_atom::value, user,
+                read_request{r.after, self->state.cfg.recover_limit})
+      .then([self, user, held = r.held](
+                const stream_read& read) { resynced(self, user, held, &read); },
+            [self, user, held = r.held](caf::error&) {
+              resynced(self, user, held, nullptr);
+            });
+}
+
+// An entry of a local user's stream from the feed: the connections get it in
+// offset order, each once.
+void remote(hub_ptr self, user_id to, const std::string& epoch,
+            const stream_entry& entry) {
+  auto i = self->state.feeds.find(to);
+  if (i == self->state.feeds.end())
+    return;
+  auto deliver = [self](const connection_actor& c, const payload& f) {
+    deliver_entry(self, c, f);
+  };
+  if (auto r = i->second.push(epoch, entry, deliver, skip_lost))
+    start_resync(self, to, *r);
+}
+
+// The pub/sub link is back: every local user's stream is read again from
+// where its connections are.
+void resync_all(hub_ptr self) {
+  for (auto& [user, feed] : self->state.feeds)
+    if (auto r = feed.hold_live())
+      start_resync(self, user, *r);
 }
 
 // Sent once at start, before any connection; users already here (none, in
@@ -369,7 +487,9 @@ hub_actor::behavior_type hub(hub_ptr self, hub_settings cfg, presence_actor pres
       },
       [self](shutdown_atom) { return shutdown(self); },
       [self](cluster_atom, const cluster_actor& cluster) { join_cluster(self, cluster); },
-      [self](remote_atom, user_id to, const payload& frame) { remote(self, to, frame); },
+      [self](remote_atom, user_id to, const std::string& epoch,
+             const stream_entry& entry) { remote(self, to, epoch, entry); },
+      [self](resync_atom) { resync_all(self); },
   };
 }
 

@@ -6,8 +6,9 @@
 //   hub --connected/disconnected/online--> presence --presence_changed--> connection
 //   http (src/) --route--> hub, --count--> presence
 //   connection --subscribe/unsub/publish--> channels --deliver--> connection
-//   http (src/) --publish/query--> channels (standalone mode only)
-//   cluster mode: hub --subscribe/unsub/publish--> cluster --remote--> hub
+//   http (src/) --publish/query--> channels
+//   cluster mode: hub, channels --subscribe/unsub/publish/read--> cluster
+//                 cluster --remote/resync--> hub, channels
 //                 cluster --subscribe/unsub--> subscriber
 //                 cluster --event--> presence;  presence, cluster --redis--> redis
 //                 subscriber --remote--> cluster
@@ -57,6 +58,10 @@ using heartbeat_atom = caf::atom_constant<caf::atom("heartbeat")>;
 using cluster_atom = caf::atom_constant<caf::atom("cluster")>;
 using expire_atom = caf::atom_constant<caf::atom("expire")>;
 using flush_atom = caf::atom_constant<caf::atom("flush")>;
+using read_atom = caf::atom_constant<caf::atom("read")>;
+using resync_atom = caf::atom_constant<caf::atom("resync")>;
+using feed_atom = caf::atom_constant<caf::atom("feed")>;
+using ended_atom = caf::atom_constant<caf::atom("ended")>;
 
 // Told of every Redis up (true) / down (false) transition.
 using redis_listener = caf::typed_actor<caf::reacts_to<redis_state_atom, bool>>;
@@ -78,22 +83,6 @@ using subscriber_actor = caf::typed_actor<
     caf::replies_to<subscribe_atom, std::vector<std::string>>::with<bool>,
     caf::reacts_to<unsub_atom, std::vector<std::string>>>;
 
-// Cross-node delivery (cluster mode only).
-using cluster_actor = caf::typed_actor<
-    // from the hub: a local connection of a user is registered; answers true
-    // once this node hears the user's channel (at once when it does already),
-    // false when Redis is down or did not confirm in time
-    caf::replies_to<subscribe_atom, user_id>::with<bool>,
-    // from the hub: the last local connection of a user closed
-    caf::reacts_to<unsub_atom, user_id>,
-    // from the hub: publish a message frame to the user's channel; answers
-    // whether the user is online elsewhere (another node got it, or P`online`
-    // has the user)
-    caf::replies_to<publish_atom, user_id, payload>::with<bool>,
-    // from the subscriber: one message of a subscribed channel
-    caf::reacts_to<remote_atom, std::string, std::string>,
-    caf::reacts_to<redis_state_atom, bool>>;
-
 // One WebSocket connection of one user.
 using connection_actor = caf::typed_actor<
     // from its session; `frame`: the requests of one read, in order
@@ -108,10 +97,14 @@ using connection_actor = caf::typed_actor<
     // its own timer: the JWT of this connection expired (jwt mode, `exp` only)
     caf::reacts_to<expire_atom>,
     // its own: hand the frames queued meanwhile to the socket in one write
-    caf::reacts_to<flush_atom>>;
+    caf::reacts_to<flush_atom>,
+    // from the channels actor: this frame (`unsubscribed`, or an `error`
+    // refusing a subscribe) ends the subscription to that channel
+    caf::reacts_to<ended_atom, std::string, payload>>;
 
-// Standalone mode: every channel of this node, its subscribers and its stream
-// (SPEC section 8). The answers to a connection's subscribe, unsubscribe and
+// Every channel of this node and its subscribers (SPEC section 8), with the
+// channels' streams in memory (standalone) or in Redis through the cluster
+// actor (cluster mode). The answers to a connection's subscribe, unsubscribe and
 // publish come as deliveries, in order with the publications: a
 // subscribe's `subscribed` and its replay come before any live publication.
 using channels_actor = caf::typed_actor<
@@ -126,9 +119,50 @@ using channels_actor = caf::typed_actor<
     caf::replies_to<publish_atom, std::string, std::string>::with<std::string,
                                                                   std::uint64_t>,
     // from HTTP: the history body of a channel
-    caf::replies_to<query_atom, history_request>::with<std::string>,
+    caf::replies_to<query_atom, history_request>::with<std::string>>;
+
+// Standalone mode: with the channels' streams in memory.
+using standalone_channels_actor = channels_actor::extend<
     // its own timer: drop expired streams
     caf::reacts_to<sweep_atom>>;
+
+// Cluster mode: with the channels' streams in Redis.
+using cluster_channels_actor = channels_actor::extend<
+    // from the cluster actor: an entry of a channel with subscribers here,
+    // with its epoch; the pub/sub link came back (entries may be lost)
+    caf::reacts_to<remote_atom, std::string, std::string, stream_entry>,
+    caf::reacts_to<resync_atom>,
+    // from the redis actor: the command link is up / down
+    caf::reacts_to<redis_state_atom, bool>,
+    // its own timer: keep the streams of channels with subscribers here
+    caf::reacts_to<heartbeat_atom>>;
+
+// Cross-node delivery and the streams in Redis (cluster mode only).
+using cluster_actor = caf::typed_actor<
+    // from the hub: a local connection of a user is registered; answers true
+    // once this node hears the user's channel (at once when it does already),
+    // false when Redis is down or did not confirm in time
+    caf::replies_to<subscribe_atom, user_id>::with<bool>,
+    // from the hub: the last local connection of a user closed
+    caf::reacts_to<unsub_atom, user_id>,
+    // from the hub: append a message frame (saying "offset":0) to the user's
+    // stream and publish it to every node, this one included; answers
+    // whether it was stored and whether the user is online elsewhere
+    // (another node got it, or P`online` has the user)
+    caf::replies_to<publish_atom, user_id, payload>::with<bool, bool>,
+    // from the channels actor: the same for a channel, answering the offset
+    // (an error when Redis is down)
+    caf::replies_to<subscribe_atom, std::string>::with<bool>,
+    caf::reacts_to<unsub_atom, std::string>,
+    caf::replies_to<publish_atom, std::string, payload>::with<std::uint64_t>,
+    // a stream's position and kept entries (an error when Redis is down)
+    caf::replies_to<read_atom, user_id, read_request>::with<stream_read>,
+    caf::replies_to<read_atom, std::string, read_request>::with<stream_read>,
+    // where channel entries go (sent once at start)
+    caf::reacts_to<feed_atom, cluster_channels_actor>,
+    // from the subscriber: one message of a subscribed channel
+    caf::reacts_to<remote_atom, std::string, std::string>,
+    caf::reacts_to<redis_state_atom, bool>>;
 
 // One per node: who is connected here, and routing to them.
 using hub_actor = caf::typed_actor<
@@ -145,8 +179,10 @@ using hub_actor = caf::typed_actor<
     caf::replies_to<shutdown_atom>::with<bool>,
     // cluster mode: the cluster actor, sent once at start (never in standalone)
     caf::reacts_to<cluster_atom, cluster_actor>,
-    // cluster mode: a message frame another node routed to a user of this node
-    caf::reacts_to<remote_atom, user_id, payload>>;
+    // cluster mode: an entry of a local user's stream from the feed, with
+    // its epoch; the pub/sub link came back (entries may be lost)
+    caf::reacts_to<remote_atom, user_id, std::string, stream_entry>,
+    caf::reacts_to<resync_atom>>;
 
 // User online/offline with the grace period, queries and watchers.
 using presence_actor = caf::typed_actor<

@@ -4,7 +4,7 @@
 //                                   ^          ^            ^
 //   io threads: listener ──> http_session ──> websocket_session (one per socket)
 //
-//   cluster mode:  presence ──> redis <── cluster <──> hub
+//   cluster mode:  presence ──> redis <── cluster <──> hub, channels
 //                      ^                     ^
 //                      └── event ─────────── subscriber (Redis pub/sub)
 //
@@ -20,6 +20,7 @@
 
 #include "actors/channels.hpp"
 #include "actors/cluster.hpp"
+#include "actors/cluster_channels.hpp"
 #include "actors/hub.hpp"
 #include "actors/presence.hpp"
 #include "actors/redis_commands.hpp"
@@ -47,7 +48,7 @@ struct node_actors {
   presence_actor presence;
   hub_actor hub;
   cluster_actor cluster;
-  channels_actor channels; // standalone mode only
+  channels_actor channels;
 };
 
 // Nothing here waits for Redis: a node starts while Redis is down.
@@ -64,14 +65,19 @@ node_actors spawn_actors(caf::actor_system& system, const node_options& opt, sta
     return a;
   }
   auto redis_cfg = make_redis_settings(opt);
+  auto hub_cfg = make_hub_settings(opt);
   a.redis = spawn_redis(system, redis_cfg, st);
   a.presence = spawn_presence(system, presence_cfg, st, a.redis);
-  a.hub = spawn_hub(system, make_hub_settings(opt), a.presence, st);
-  a.cluster = spawn_cluster(system, redis_cfg, a.hub, a.presence, a.redis, st);
-  // Both arrive before the listener opens, so before any connection.
+  a.hub = spawn_hub(system, hub_cfg, a.presence, st);
+  a.cluster = spawn_cluster(system, redis_cfg, hub_cfg, a.hub, a.presence, a.redis, st);
+  auto channels = spawn_cluster_channels(system, std::move(hub_cfg), a.cluster, st);
+  a.channels = channels;
+  // These arrive before the listener opens, so before any connection.
   caf::anon_send(a.hub, cluster_atom::value, a.cluster);
-  caf::anon_send(a.redis, listen_atom::value,
-                 caf::actor_cast<redis_listener>(a.presence));
+  caf::anon_send(a.cluster, feed_atom::value, channels);
+  for (auto listener : {caf::actor_cast<redis_listener>(a.presence),
+                        caf::actor_cast<redis_listener>(channels)})
+    caf::anon_send(a.redis, listen_atom::value, listener);
   return a;
 }
 
@@ -88,8 +94,7 @@ std::future<int> catch_signals(net::signal_set& signals) {
 void stop_actors(const node_actors& a) {
   caf::anon_send_exit(a.hub, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(a.presence, caf::exit_reason::user_shutdown);
-  if (a.channels)
-    caf::anon_send_exit(a.channels, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(a.channels, caf::exit_reason::user_shutdown);
   if (a.cluster) {
     caf::anon_send_exit(a.cluster, caf::exit_reason::user_shutdown);
     caf::anon_send_exit(a.redis, caf::exit_reason::user_shutdown);

@@ -33,6 +33,26 @@ struct stream_position {
   std::uint64_t offset = 0;
 };
 
+// One entry of a stream: its offset and its frame (the offset inside).
+struct stream_entry {
+  std::uint64_t offset = 0;
+  payload frame;
+};
+
+// A stream read from Redis (cluster mode): its position, and kept entries
+// in offset order.
+struct stream_read {
+  stream_position top;
+  std::vector<stream_entry> entries;
+};
+
+// A read of a stream: at most `count` kept entries after offset `after`
+// (none: the newest).
+struct read_request {
+  std::optional<std::uint64_t> after;
+  std::size_t count = 0;
+};
+
 // What a connection asks of the hub at registration: to recover from this
 // position (the upgrade's `recover` and `epoch`), if the client gave one.
 using recovery_request = std::optional<stream_position>;
@@ -131,6 +151,9 @@ CAF_ALLOW_UNSAFE_MESSAGE_TYPE(hubnode::payload)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(hubnode::admission)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(hubnode::close_reason)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(hubnode::recovery_request)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(hubnode::stream_entry)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(hubnode::stream_read)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(hubnode::read_request)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(hubnode::welcome_info)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(hubnode::inbound)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(hubnode::inbound_batch)

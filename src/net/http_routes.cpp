@@ -160,6 +160,15 @@ count_param(const http_request& req, std::string_view name) {
   return count;
 }
 
+// The channels actor could not answer: in cluster mode, because Redis is
+// down (SPEC section 8).
+http_response channels_failed(bool cluster) {
+  if (!cluster)
+    return unavailable();
+  return error_response(http::status::service_unavailable, "redis_down",
+                        "Redis is down; try again");
+}
+
 void post_publication(server_context& ctx, std::string channel, const http_request& req,
                       responder reply) {
   auto data = body_data(req, reply);
@@ -171,8 +180,10 @@ void post_publication(server_context& ctx, std::string channel, const http_reque
         reply(json_response(http::status::accepted,
                             json::object{{"id", id}, {"offset", offset}}));
       },
-      [reply](const caf::error&) { reply(unavailable()); }, publish_atom::value,
-      std::move(channel), std::string{*data});
+      [reply, cluster = cluster_mode(ctx.opt)](const caf::error&) {
+        reply(channels_failed(cluster));
+      },
+      publish_atom::value, std::move(channel), std::string{*data});
 }
 
 void get_history(server_context& ctx, std::string channel, const http_request& req,
@@ -193,8 +204,10 @@ void get_history(server_context& ctx, std::string channel, const http_request& r
       [reply](const std::string& body) {
         reply(make_response(http::status::ok, body, "application/json"));
       },
-      [reply](const caf::error&) { reply(unavailable()); }, query_atom::value,
-      std::move(query));
+      [reply, cluster = cluster_mode(ctx.opt)](const caf::error&) {
+        reply(channels_failed(cluster));
+      },
+      query_atom::value, std::move(query));
 }
 
 // /api/channels/{name}/publications and /api/channels/{name}/history, after
@@ -213,9 +226,6 @@ void handle_channels(server_context& ctx, const http_request& req, std::string_v
   } else if (!name || !valid_channel_name(*name)) {
     reply(validation("channel name must be 1 to 128 characters of A-Z a-z 0-9 _ - . :",
                      "name"));
-  } else if (!ctx.channels) {
-    reply(error_response(http::status::service_unavailable, "unavailable",
-                         "channels are not yet available in cluster mode"));
   } else if (method == http::verb::post) {
     post_publication(ctx, std::move(*name), req, std::move(reply));
   } else {

@@ -29,8 +29,6 @@ struct server_context {
   // Cleared at shutdown, so /readyz turns 503 while clients are closed.
   std::atomic<bool> accepting{true};
   open_sockets sockets{};
-  // Standalone mode only; none in cluster mode, where channels are not yet
-  // served.
   channels_actor channels{};
 };
 

@@ -44,6 +44,18 @@ std::string redis_keys::delivery(user_id user) const {
   return prefix + "user:" + std::to_string(user);
 }
 
+std::string redis_keys::publications(std::string_view channel) const {
+  return prefix + "chan:" + std::string{channel};
+}
+
+std::string redis_keys::user_stream(user_id user) const {
+  return prefix + "{u:" + std::to_string(user) + "}";
+}
+
+std::string redis_keys::channel_stream(std::string_view channel) const {
+  return prefix + "{c:" + std::string{channel} + "}";
+}
+
 std::optional<user_id> redis_keys::user_of(std::string_view key) const {
   auto rest = after(key, prefix + "presence:");
   if (!rest)
@@ -54,6 +66,10 @@ std::optional<user_id> redis_keys::user_of(std::string_view key) const {
 std::optional<std::string_view>
 redis_keys::delivery_user(std::string_view channel) const {
   return after(channel, prefix + "user:");
+}
+
+std::optional<std::string_view> redis_keys::channel_of(std::string_view channel) const {
+  return after(channel, prefix + "chan:");
 }
 
 } // namespace hubnode

@@ -10,22 +10,11 @@
 
 #include "src/redis/presence_scripts.hpp"
 
+#include "src/redis/eval.hpp"
+
 #include <boost/json.hpp>
 
 namespace hubnode {
-
-namespace {
-
-// {"EVALSCRIPT", lua, numkeys, keys..., args...}, the redis actor's convention.
-redis_command eval(std::string_view lua, std::initializer_list<std::string> keys,
-                   std::initializer_list<std::string> args) {
-  redis_command cmd{"EVALSCRIPT", std::string{lua}, std::to_string(keys.size())};
-  cmd.insert(cmd.end(), keys.begin(), keys.end());
-  cmd.insert(cmd.end(), args.begin(), args.end());
-  return cmd;
-}
-
-} // namespace
 
 std::string presence_event(user_id user, bool online, std::string_view node,
                            std::int64_t ts_ms) {
@@ -74,16 +63,16 @@ return 1
 
 redis_command connect(const redis_keys& keys, user_id user, std::string_view node,
                       std::uint64_t count, std::string_view online_event) {
-  return eval(connect_lua, {keys.user(user), keys.online},
-              {std::string{node}, std::to_string(count), std::to_string(user),
-               keys.channel, std::string{online_event}});
+  return eval_script(connect_lua, {keys.user(user), keys.online},
+                     {std::string{node}, std::to_string(count), std::to_string(user),
+                      keys.channel, std::string{online_event}});
 }
 
 redis_command expire(const redis_keys& keys, user_id user, std::string_view node,
                      std::string_view offline_event) {
-  return eval(expire_lua, {keys.user(user), keys.online},
-              {std::string{node}, std::to_string(user), keys.channel,
-               std::string{offline_event}});
+  return eval_script(expire_lua, {keys.user(user), keys.online},
+                     {std::string{node}, std::to_string(user), keys.channel,
+                      std::string{offline_event}});
 }
 
 redis_command reap(const redis_keys& keys, user_id user, std::string_view node,
@@ -91,8 +80,8 @@ redis_command reap(const redis_keys& keys, user_id user, std::string_view node,
   std::initializer_list<std::string> args{std::string{node}, std::to_string(user),
                                           keys.channel, std::string{offline_event}};
   if (only_if_dead)
-    return eval(reap_lua, {keys.user(user), keys.online, keys.node(node)}, args);
-  return eval(reap_lua, {keys.user(user), keys.online}, args);
+    return eval_script(reap_lua, {keys.user(user), keys.online, keys.node(node)}, args);
+  return eval_script(reap_lua, {keys.user(user), keys.online}, args);
 }
 
 } // namespace presence_scripts

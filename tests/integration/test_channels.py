@@ -10,7 +10,7 @@ import hashlib
 import hmac
 import json
 
-from hubnode_testing import Client, assert_error, http, in_thread, poll_metric
+from hubnode_testing import Client, assert_error, get_json, http, in_thread, poll_metric
 
 KEY = "channels-test-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -293,17 +293,25 @@ async def test_jwt_channels_claim(start_node):
     assert (await c.expect("publication"))["data"] == "hi"
 
 
-async def test_cluster_mode_answers_unavailable(cluster_node):
-    node = cluster_node("node-a", f"--server.api-key={KEY}")
-    c = await Client.connect(node, 40)
-    await c.send({"type": "subscribe", "channel": CHANNEL, "ref": "s"})
-    m = await c.expect("error")
-    assert (m["code"], m["ref"]) == ("unavailable", "s")
-    await c.send({"type": "publish", "channel": CHANNEL, "data": 1, "ref": "p"})
-    assert (await c.expect("error"))["code"] == "not_subscribed"
-    r = await in_thread(http, node, "POST", f"/api/channels/{CHANNEL}/publications",
-                        headers=AUTH, body={"data": 1})
-    assert_error(r, 503, "unavailable")
-    r = await in_thread(http, node, "GET", f"/api/channels/{CHANNEL}/history",
-                        headers=AUTH)
-    assert_error(r, 503, "unavailable")
+async def test_cluster_mode_serves_channels_across_nodes(cluster_node):
+    a = cluster_node("node-a", f"--server.api-key={KEY}")
+    b = cluster_node("node-b", f"--server.api-key={KEY}")
+    here = await Client.connect(a, 40)
+    there = await Client.connect(b, 41)
+    first = await subscribe(here, CHANNEL)
+    second = await subscribe(there, CHANNEL)
+    assert first["epoch"] == second["epoch"]
+    await there.send({"type": "publish", "channel": CHANNEL, "data": 1, "ref": "p"})
+    r = await in_thread(http, a, "POST", f"/api/channels/{CHANNEL}/publications",
+                        headers=AUTH, body={"data": 2})
+    assert r.status == 202
+    for c in (here, there):
+        got = [m for m in await c.barrier() if m["type"] == "publication"]
+        while len(got) < 2:
+            m = await c.recv()
+            if m["type"] == "publication":
+                got.append(m)
+        assert [(m["offset"], m["data"]) for m in got] == [(1, 1), (2, 2)]
+    history = (await in_thread(get_json, b, f"/api/channels/{CHANNEL}/history",
+                               headers=AUTH))
+    assert [p["offset"] for p in history["publications"]] == [1, 2]

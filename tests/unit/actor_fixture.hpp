@@ -121,6 +121,9 @@ probe(connection_actor::pointer self, std::shared_ptr<probe_log> log, bool stubb
       },
       [](expire_atom) {},
       [](flush_atom) {},
+      [log](ended_atom, const std::string&, const payload& frame) {
+        log->delivered.push_back(frame);
+      },
   };
 }
 

@@ -2,6 +2,7 @@
 
 #include "actors/cluster.hpp"
 #include "actors/hub.hpp"
+#include "src/redis/stream_scripts.hpp"
 #include "tests/unit/actor_fixture.hpp"
 
 using namespace hubnode;
@@ -108,22 +109,23 @@ struct cluster_fixture : actor_fixture {
 
   cluster_actor spawn() {
     auto log_copy = log;
-    auto result = spawn_cluster(sys, cfg, hub, presence, redis, st,
-                                [this, log_copy](caf::actor, strings channels) {
-                                  log_copy->subscribed.push_back(std::move(channels));
-                                  subscriber = sys.spawn(fake_subscriber, log_copy);
-                                  return subscriber;
-                                });
+    auto result =
+        spawn_cluster(sys, cfg, make_hub_settings(node_options{}), hub, presence, redis,
+                      st, [this, log_copy](caf::actor, strings channels) {
+                        log_copy->subscribed.push_back(std::move(channels));
+                        subscriber = sys.spawn(fake_subscriber, log_copy);
+                        return subscriber;
+                      });
     run();
     return result;
   }
 
   std::optional<bool> publish(user_id user, std::string frame) {
-    auto reply =
-        request<bool>(cluster, publish_atom::value, user, make_payload(std::move(frame)));
+    auto reply = request<bool, bool>(cluster, publish_atom::value, user,
+                                     make_payload(std::move(frame)));
     if (!reply->has_value())
       return std::nullopt;
-    return std::get<0>(**reply);
+    return std::get<1>(**reply);
   }
 
   std::shared_ptr<probe_log> join(user_id user) {
@@ -160,21 +162,17 @@ struct cluster_fixture : actor_fixture {
 
 } // namespace
 
-TEST_CASE("cluster: the wire format of a user message") {
-  std::string_view origin;
-  std::string_view frame;
-  auto text = cluster_wire::encode("n1", R"({"a":"x\ny"})");
-  CHECK(text == "n1\n{\"a\":\"x\\ny\"}");
-  REQUIRE(cluster_wire::decode(text, origin, frame));
-  CHECK(origin == "n1");
-  CHECK(frame == R"({"a":"x\ny"})");
-  // the frame may hold raw newlines too: only the first one separates
-  REQUIRE(cluster_wire::decode("n2\n{}\n", origin, frame));
-  CHECK(origin == "n2");
-  CHECK(frame == "{}\n");
-  CHECK_FALSE(cluster_wire::decode("no separator", origin, frame));
-  CHECK_FALSE(cluster_wire::decode("\n{}", origin, frame));
-  CHECK_FALSE(cluster_wire::decode("n1\n", origin, frame));
+TEST_CASE("cluster: the wire format of a stream entry") {
+  auto entry = stream_scripts::parse_published("E-1\n7\n{\"a\":\"x\ny\"}");
+  REQUIRE(entry);
+  CHECK(entry->epoch == "E-1");
+  CHECK(entry->entry.offset == 7);
+  // the frame may hold raw newlines too: only the first two separate
+  CHECK(*entry->entry.frame == "{\"a\":\"x\ny\"}");
+  CHECK_FALSE(stream_scripts::parse_published("no separator"));
+  CHECK_FALSE(stream_scripts::parse_published("\n1\n{}"));
+  CHECK_FALSE(stream_scripts::parse_published("E\nx\n{}"));
+  CHECK_FALSE(stream_scripts::parse_published("E\n1\n"));
 }
 
 TEST_CASE_FIXTURE(cluster_fixture,
@@ -306,7 +304,7 @@ TEST_CASE_FIXTURE(
       asker
           ->request(cluster, caf::infinite, publish_atom::value, user_id{42},
                     make_payload(std::to_string(i)))
-          .then([&online, i](bool answer) { online[i] = answer; },
+          .then([&online, i](bool, bool answer) { online[i] = answer; },
                 [](caf::error& err) { FAIL(to_string(err)); });
     });
   run();
@@ -371,12 +369,12 @@ TEST_CASE_FIXTURE(cluster_fixture, "cluster: redis state changes are only logged
 
 TEST_CASE_FIXTURE(cluster_fixture, "cluster: its subscriber ends with it") {
   caf::actor sub;
-  auto other =
-      spawn_cluster(sys, cfg, hub, presence, redis, st, [&](caf::actor, strings) {
-        auto result = sys.spawn(fake_subscriber, log);
-        sub = caf::actor_cast<caf::actor>(result);
-        return result;
-      });
+  auto other = spawn_cluster(sys, cfg, make_hub_settings(node_options{}), hub, presence,
+                             redis, st, [&](caf::actor, strings) {
+                               auto result = sys.spawn(fake_subscriber, log);
+                               sub = caf::actor_cast<caf::actor>(result);
+                               return result;
+                             });
   run();
   REQUIRE(sub);
   auto gone = std::make_shared<bool>(false);

@@ -140,7 +140,15 @@ holding_cluster(holding_cluster_actor::pointer self,
         return held->promises.back();
       },
       [](unsub_atom, user_id) {},
-      [](publish_atom, user_id, const payload&) { return false; },
+      [](publish_atom, user_id, const payload&) {
+        return caf::make_result(false, false);
+      },
+      [](subscribe_atom, const std::string&) { return false; },
+      [](unsub_atom, const std::string&) {},
+      [](publish_atom, const std::string&, const payload&) { return std::uint64_t{0}; },
+      [](read_atom, user_id, const read_request&) { return stream_read{}; },
+      [](read_atom, const std::string&, const read_request&) { return stream_read{}; },
+      [](feed_atom, const cluster_channels_actor&) {},
       [](remote_atom, const std::string&, const std::string&) {},
       [](redis_state_atom, bool) {},
       [held](confirm_atom, std::size_t i, bool ok) {
