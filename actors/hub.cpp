@@ -432,11 +432,28 @@ void resync_all(hub_ptr self) {
       start_resync(self, user, *r);
 }
 
+// A stream's ttl counts from its last entry, so a quiet user's stream is
+// read now and then while the user is connected here: that keeps it, and
+// shows the connections' epoch when it was lost anyway.
+void refresh(hub_ptr self) {
+  for (auto& [user, feed] : self->state.feeds)
+    self->request(self->state.cluster, caf::infinite, read_atom::value, user,
+                  read_request{})
+        .then(
+            [self, user = user](const stream_read& read) {
+              if (auto i = self->state.feeds.find(user); i != self->state.feeds.end())
+                i->second.observe(read.top, skip_lost);
+            },
+            [](caf::error&) {});
+  self->delayed_send(self, self->state.cfg.history_ttl / 3, heartbeat_atom::value);
+}
+
 // Sent once at start, before any connection; users already here (none, in
 // the node's own wiring) are subscribed all the same.
 void join_cluster(hub_ptr self, cluster_actor cluster) {
   CAF_LOG_INFO("cluster mode");
   self->state.cluster = std::move(cluster);
+  self->delayed_send(self, self->state.cfg.history_ttl / 3, heartbeat_atom::value);
   for (auto& [user, conns] : self->state.by_user)
     self->request(self->state.cluster, caf::infinite, subscribe_atom::value, user)
         .then([](bool) {}, [](caf::error&) {});
@@ -490,6 +507,7 @@ hub_actor::behavior_type hub(hub_ptr self, hub_settings cfg, presence_actor pres
       [self](remote_atom, user_id to, const std::string& epoch,
              const stream_entry& entry) { remote(self, to, epoch, entry); },
       [self](resync_atom) { resync_all(self); },
+      [self](heartbeat_atom) { refresh(self); },
   };
 }
 

@@ -182,7 +182,9 @@ using hub_actor = caf::typed_actor<
     // cluster mode: an entry of a local user's stream from the feed, with
     // its epoch; the pub/sub link came back (entries may be lost)
     caf::reacts_to<remote_atom, user_id, std::string, stream_entry>,
-    caf::reacts_to<resync_atom>>;
+    caf::reacts_to<resync_atom>,
+    // cluster mode: its own timer: keep the streams of users connected here
+    caf::reacts_to<heartbeat_atom>>;
 
 // User online/offline with the grace period, queries and watchers.
 using presence_actor = caf::typed_actor<

@@ -24,8 +24,8 @@ struct redis_keys {
   std::string delivery(user_id user) const;         // P`user:ID`, delivery channel
   std::string publications(std::string_view channel) const; // P`chan:NAME`, pub/sub
 
-  // The streams of SPEC section 8: P`{u:ID}:log` (a Redis stream of entries,
-  // entry id = offset) and P`{u:ID}:meta` (HASH epoch, top) for a user,
+  // The streams of SPEC section 8: P`{u:ID}:log` (a LIST of the newest
+  // entries) and P`{u:ID}:meta` (HASH epoch, top) for a user,
   // P`{c:NAME}:...` for a channel; the braces make both one hash slot.
   std::string user_stream(user_id user) const;
   std::string channel_stream(std::string_view channel) const;

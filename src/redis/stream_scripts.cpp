@@ -30,18 +30,21 @@ bool is_string(const redis_reply& r) {
 
 } // namespace
 
-// The epoch is set once per life of the stream: HINCRBY on a missing HASH
-// would start the offsets again under an old epoch.
+// A stream without its HASH lost its history (flushed, expired, deleted):
+// it starts again, empty, in the epoch proposed. HINCRBY on a missing HASH
+// would otherwise start the offsets again under an old epoch.
 const char* const append_lua = R"lua(
 local epoch = redis.call('HGET', KEYS[2], 'epoch')
 if not epoch then
   epoch = ARGV[1]
+  redis.call('DEL', KEYS[1])
   redis.call('HSET', KEYS[2], 'epoch', epoch)
 end
 local offset = redis.call('HINCRBY', KEYS[2], 'top', 1)
 local frame = ARGV[2] .. offset .. ARGV[3]
 if ARGV[4] ~= '0' then
-  redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[4], offset .. '-0', 'f', frame)
+  redis.call('RPUSH', KEYS[1], frame)
+  redis.call('LTRIM', KEYS[1], -tonumber(ARGV[4]), -1)
   redis.call('PEXPIRE', KEYS[1], ARGV[5])
 end
 redis.call('PEXPIRE', KEYS[2], ARGV[5])
@@ -49,12 +52,15 @@ local receivers = redis.call('PUBLISH', ARGV[6], epoch .. '\n' .. offset .. '\n'
 return {offset, epoch, receivers}
 )lua";
 
-// Offsets past 2^53 lose digits in Lua's numbers; a stream never gets
-// there, and a client's `after` that large is past `top` either way.
+// The LIST holds the newest entries, the last one at offset `top`, so an
+// offset's index is arithmetic. Offsets past 2^53 lose digits in Lua's
+// numbers; a stream never gets there, and a client's `after` that large is
+// past `top` either way.
 const char* const read_lua = R"lua(
 local epoch = redis.call('HGET', KEYS[2], 'epoch')
 if not epoch then
   epoch = ARGV[1]
+  redis.call('DEL', KEYS[1])
   redis.call('HSET', KEYS[2], 'epoch', epoch, 'top', 0)
 end
 local top = tonumber(redis.call('HGET', KEYS[2], 'top'))
@@ -62,22 +68,19 @@ redis.call('PEXPIRE', KEYS[2], ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 local result = {epoch, top}
 local count = tonumber(ARGV[4])
-if count == 0 then return result end
-local entries
+local first = top - redis.call('LLEN', KEYS[1]) + 1
+local from = first
 if ARGV[3] == '' then
-  entries = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', count)
-  for i = #entries, 1, -1 do
-    table.insert(result, entries[i][1])
-    table.insert(result, entries[i][2][2])
-  end
-  return result
+  from = math.max(first, top - count + 1)
+else
+  from = math.max(first, tonumber(ARGV[3]) + 1)
 end
-local after = tonumber(ARGV[3])
-if after >= top then return result end
-entries = redis.call('XRANGE', KEYS[1], string.format('%d-0', after + 1), '+', 'COUNT', count)
-for _, e in ipairs(entries) do
-  table.insert(result, e[1])
-  table.insert(result, e[2][2])
+local last = math.min(top, from + count - 1)
+if count == 0 or from > last then return result end
+local frames = redis.call('LRANGE', KEYS[1], from - first, last - first)
+for i, frame in ipairs(frames) do
+  table.insert(result, from + i - 1)
+  table.insert(result, frame)
 end
 return result
 )lua";
@@ -127,7 +130,7 @@ redis_command read(const std::string& stream, const std::string& new_epoch,
                       std::to_string(count)});
 }
 
-// {epoch, top, id, frame, id, frame, ...}; an entry id is "<offset>-0".
+// {epoch, top, offset, frame, offset, frame, ...}
 std::optional<stream_read> parse_read(const redis_reply& reply) {
   auto& e = reply.elements;
   if (reply.type != redis_reply::kind::array || e.size() < 2 || e.size() % 2 != 0 ||
@@ -136,11 +139,10 @@ std::optional<stream_read> parse_read(const redis_reply& reply) {
   stream_read result;
   result.top = {e[0].str, static_cast<std::uint64_t>(e[1].integer)};
   for (std::size_t i = 2; i < e.size(); i += 2) {
-    auto id = std::string_view{e[i].str};
-    auto offset = parse_offset(id.substr(0, id.find('-')));
-    if (!offset || !is_string(e[i + 1]))
+    if (!is_integer(e[i]) || !is_string(e[i + 1]))
       return std::nullopt;
-    result.entries.push_back({*offset, make_payload(e[i + 1].str)});
+    result.entries.push_back(
+        {static_cast<std::uint64_t>(e[i].integer), make_payload(e[i + 1].str)});
   }
   return result;
 }

@@ -1,8 +1,8 @@
 // The streams of SPEC section 8 in Redis (cluster mode), as the commands
 // the redis actor runs and the parsers of their replies. A stream is two
-// keys of one hash slot (src/redis/keys.hpp): its entries in a Redis stream
-// whose entry ids are the offsets ("7-0"), trimmed to the size kept, and a
-// HASH with its epoch and last offset. Only these scripts change them.
+// keys of one hash slot (src/redis/keys.hpp): a LIST of its newest entries'
+// frames, trimmed to the size kept, and a HASH with its epoch and last
+// offset. Only these scripts change them.
 #pragma once
 
 #include "src/base/log.hpp"
