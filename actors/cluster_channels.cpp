@@ -36,8 +36,9 @@ struct cluster_channels_state {
   // The subscribers of each channel with one here, as readers of its feed.
   std::unordered_map<std::string, stream_feed> feeds;
   // The channels of each subscribed connection, keyed by address because
-  // that is all a DOWN message carries.
-  std::unordered_map<caf::actor_addr, std::vector<std::string>> by_connection;
+  // that is all a DOWN message carries. The names are the keys of `feeds`,
+  // which stay while the connection is among the feed's readers.
+  std::unordered_map<caf::actor_addr, std::vector<const std::string*>> by_connection;
   // A publication id is this and a count: NODE-INCARNATION-pN.
   std::string id_prefix;
   std::uint64_t last_publication = 0;
@@ -60,7 +61,9 @@ void forget_subscription(channels_ptr self, const caf::actor_addr& conn,
   if (i == self->state.by_connection.end())
     return;
   auto& mine = i->second;
-  mine.erase(std::remove(mine.begin(), mine.end(), channel), mine.end());
+  mine.erase(std::remove_if(mine.begin(), mine.end(),
+                            [&](const std::string* name) { return *name == channel; }),
+             mine.end());
   if (mine.empty()) {
     self->state.by_connection.erase(i);
     self->demonitor(conn);
@@ -73,9 +76,10 @@ void drop_if_empty(channels_ptr self, const std::string& channel) {
   auto i = self->state.feeds.find(channel);
   if (i == self->state.feeds.end() || !i->second.empty())
     return;
-  self->state.feeds.erase(i);
-  stats::add(self->state.st->channels_active, -1);
+  // Before the entry goes: `channel` may be its key.
   self->send(self->state.cluster, unsub_atom::value, channel);
+  stats::add(self->state.st->channels_active, -1);
+  self->state.feeds.erase(i);
 }
 
 // Ends a subscription from this side with `frame`; the connection forgets it.
@@ -128,7 +132,8 @@ void join_failed(channels_ptr self, const connection_actor& conn,
 void joined(channels_ptr self, const connection_actor& conn, const channel_request& req,
             stream_feed::ticket held, const stream_read& read) {
   auto* feed = feed_of(self, req.channel);
-  if (!feed)
+  // Unsubscribed (or closed) while joining: nothing to answer.
+  if (!feed || !feed->holds(held))
     return;
   std::optional<bool> recovered;
   std::uint64_t start = read.top.offset;
@@ -170,7 +175,9 @@ void subscribe(channels_ptr self, const connection_actor& conn,
     stats::add(st.st->channels_active, 1);
   auto held = i->second.join(conn);
   auto [j, first] = st.by_connection.try_emplace(conn.address());
-  j->second.push_back(req.channel);
+  // Grown one at a time: a connection holds a handful, for long.
+  j->second.reserve(j->second.size() + 1);
+  j->second.push_back(&i->first);
   if (first)
     self->monitor(conn);
   stats::add(st.st->subscriptions_active, 1);
@@ -204,11 +211,11 @@ void forget(channels_ptr self, const caf::actor_addr& conn) {
     return;
   auto channels = std::move(i->second);
   self->state.by_connection.erase(i);
-  for (auto& channel : channels) {
+  for (auto* channel : channels) {
     stats::add(self->state.st->subscriptions_active, -1);
-    if (auto* feed = feed_of(self, channel))
+    if (auto* feed = feed_of(self, *channel))
       feed->leave(conn);
-    drop_if_empty(self, channel);
+    drop_if_empty(self, *channel);
   }
 }
 

@@ -28,6 +28,11 @@ bool stream_feed::leave(const caf::actor_addr& conn) {
   return readers_.empty();
 }
 
+bool stream_feed::holds(ticket held) const {
+  return std::any_of(readers_.begin(), readers_.end(),
+                     [&](const reader& r) { return r.held == held; });
+}
+
 void stream_feed::hold(reader& r, ticket t) {
   r.held = t;
   r.buffer = std::make_unique<std::vector<buffered>>();

@@ -55,6 +55,8 @@ public:
   bool leave(const caf::actor_addr& conn);
 
   bool empty() const { return readers_.empty(); }
+  // Whether a reader is still held with `held`.
+  bool holds(ticket held) const;
   std::size_t size() const { return readers_.size(); }
 
   // Holds every live reader for a resync (the pub/sub link came back, so the
@@ -116,6 +118,8 @@ private:
   bool lose(reader& r, Lost& lost);
   template <class Deliver>
   bool replay(reader& r, const stream_read& read, Deliver& deliver);
+  template <class Lost>
+  void switch_epoch(std::string_view epoch, Lost& lost);
 
   bool drop_lost_;
   std::string epoch_;
@@ -149,19 +153,7 @@ template <class Deliver, class Lost>
 std::optional<stream_feed::resync> stream_feed::push(std::string_view epoch,
                                                      const stream_entry& entry,
                                                      Deliver&& deliver, Lost&& lost) {
-  // A new epoch: the stream lost its history, and with it what the live
-  // readers were owed.
-  bool changed = !epoch_.empty() && epoch != epoch_;
-  if (changed)
-    epoch_ = std::string{epoch};
-  if (changed) {
-    std::vector<reader> kept;
-    kept.reserve(readers_.size());
-    for (auto& r : readers_)
-      if (r.held != 0 || lose(r, lost))
-        kept.push_back(std::move(r));
-    readers_ = std::move(kept);
-  }
+  switch_epoch(epoch, lost);
   std::optional<resync> started;
   for (auto& r : readers_)
     if (r.held == 0 && r.last != unpositioned && entry.offset > r.last + 1) {
@@ -251,9 +243,16 @@ void stream_feed::abandon(ticket held, Lost&& lost) {
 
 template <class Lost>
 void stream_feed::observe(const stream_position& top, Lost&& lost) {
-  if (epoch_.empty() || top.epoch == epoch_)
+  switch_epoch(top.epoch, lost);
+}
+
+// A new epoch: the stream lost its history, and with it what the live
+// readers were owed.
+template <class Lost>
+void stream_feed::switch_epoch(std::string_view epoch, Lost& lost) {
+  if (epoch_.empty() || epoch == epoch_)
     return;
-  epoch_ = top.epoch;
+  epoch_ = std::string{epoch};
   std::vector<reader> kept;
   kept.reserve(readers_.size());
   for (auto& r : readers_)
