@@ -1,8 +1,9 @@
 """Gathers the runs of bench/run.sh: DIR/results.json (every run by name),
-DIR/targets.json (issue 4's targets that this suite measures on its own,
-also printed) and the tables bench/plots.gp draws (DIR/latency.tsv,
-DIR/rss.tsv). With --half-rate FILE it prints half the delivered msgs/s of
-that closed-loop run instead: the rate at which the latency target is set."""
+DIR/targets.json (the targets of issues 4 and 13 that this suite measures on
+its own, also printed) and the tables bench/plots.gp draws (DIR/latency.tsv,
+DIR/rss.tsv). With --half-rate FILE it prints half the delivered msgs/s
+(fanout: publications/s) of that closed-loop run instead: the rate at which
+a latency target is set."""
 
 import json
 import sys
@@ -10,6 +11,8 @@ from pathlib import Path
 
 MAX_KIB_PER_IDLE_CONNECTION = 4
 MAX_P99_MS_AT_HALF_MAX = 5
+MAX_FANOUT_P99_MS_AT_HALF_MAX = 10
+MAX_RECOVER_SECONDS = 2
 
 
 def open_loop_runs(runs):
@@ -103,9 +106,59 @@ def presence_targets(runs):
     return found
 
 
+def fanout_exact(r):
+    return (r["publishing"] and r["losses"] == 0 and r["order_violations"] == 0 and
+            r["errors"] == 0 and r["deliveries"] == r["expected_deliveries"])
+
+
+def cpu_per_delivery(r):
+    m = r["measured"]
+    return (f"node {m.get('node_user_us_per_msg')} us user + {m.get('node_sys_us_per_msg')} "
+            f"us system per delivery, generator {m.get('generator_cpu_us_per_msg')} us")
+
+
+def fanout_targets(runs):
+    found = []
+    closed = runs.get("fanout-closed")
+    if closed:
+        found.append(target(
+            "fanout", f"fanout closed loop, 1 channel x {closed['subscribers']:,}: "
+            f"{closed['deliveries_per_s']:,.0f} deliveries/s, {cpu_per_delivery(closed)}, "
+            f"{closed['losses']} lost, {closed['order_violations']} out of order",
+            fanout_exact(closed)))
+    fixed = runs.get("fanout-rate")
+    if fixed:
+        found.append(target(
+            "fanout", f"fanout at {fixed.get('offered_per_s')} publications/s, 1 channel x "
+            f"{fixed['subscribers']:,}: {cpu_per_delivery(fixed)} (the peers' figures "
+            f"need the peers kit)"))
+    half = runs.get("fanout-open-half-max")
+    if half:
+        p99 = p99_ms(half)
+        found.append(target(
+            "latency", f"fanout open loop at {half['offered_per_s']:,.0f} publications/s "
+            f"(half the closed-loop maximum): publish-to-delivery p99 {p99:.2f} ms "
+            f"(under {MAX_FANOUT_P99_MS_AT_HALF_MAX})",
+            p99 < MAX_FANOUT_P99_MS_AT_HALF_MAX and fanout_exact(half)))
+    return found
+
+
+def recovery_targets(runs):
+    r = runs.get("recover")
+    if not r:
+        return []
+    took = r["seconds_to_all_recovered"]
+    exact = r["all_recovered"] and r["exact"] == r["users"] and r["errors"] == 0
+    return [target("recovery", f"recover {r['users']:,} clients x "
+                   f"{r['backlog']['per_user']} behind at once: "
+                   f"{'-' if took is None else took} s until all recovered, "
+                   f"{r['exact']:,} exact (within {MAX_RECOVER_SECONDS} s, all exact)",
+                   exact and took is not None and took <= MAX_RECOVER_SECONDS)]
+
+
 def targets(runs):
     return (memory_target(runs) + throughput_target(runs) + latency_targets(runs) +
-            presence_targets(runs))
+            presence_targets(runs) + fanout_targets(runs) + recovery_targets(runs))
 
 
 def verdict(t):
@@ -126,7 +179,9 @@ def main(out):
 
 
 def half_rate(closed_run):
-    print(int(json.loads(closed_run.read_text())["delivered_per_s"] // 2))
+    r = json.loads(closed_run.read_text())
+    per_s = r["publications_per_s"] if r.get("scenario") == "fanout" else r["delivered_per_s"]
+    print(int(per_s // 2))
 
 
 if __name__ == "__main__":
