@@ -261,11 +261,7 @@ boost::json::object fanout::subscribe_report() const {
 
 boost::json::object fanout::results(const window_meter& meter) const {
   boost::json::object out;
-  out["mode"] = open_loop() ? "open" : "closed";
-  if (open_loop())
-    out["offered_per_s"] = opts_.rate;
-  else
-    out["window"] = opts_.window;
+  report_load(out, opts_);
   out["channel"] = channel_;
   out["subscribers"] = subs_.size() - 1;
   out["publications"] = sent_;
@@ -335,11 +331,7 @@ boost::json::object run_fanout(const options& opts) {
   if (opts.connections + 1 + reserved_fds > raise_open_file_limit())
     throw std::runtime_error("fanout: --connections above this process's open-file "
                              "limit (RLIMIT_NOFILE); run several generators");
-  io_runner io;
-  fanout scenario(io, opts);
-  auto results = scenario.run();
-  io.stop(); // before the scenario's sockets and timers go
-  return results;
+  return run_on_own_loop<fanout>(opts);
 }
 
 } // namespace bench

@@ -362,11 +362,7 @@ boost::json::object recovery::run() {
 } // namespace
 
 boost::json::object run_recover(const options& opts) {
-  io_runner io;
-  recovery scenario(io, opts);
-  auto results = scenario.run();
-  io.stop(); // before the scenario's sockets and timers go
-  return results;
+  return run_on_own_loop<recovery>(opts);
 }
 
 } // namespace bench

@@ -171,11 +171,7 @@ boost::json::object traffic::run() {
 
 boost::json::object traffic::results(const window_meter& meter) const {
   boost::json::object out;
-  out["mode"] = open_loop() ? "open" : "closed";
-  if (open_loop())
-    out["offered_per_s"] = opts_.rate;
-  else
-    out["window"] = opts_.window;
+  report_load(out, opts_);
   out["connections"] = peers_.size();
   out["sent"] = sent_;
   out["unsent"] = unsent_; // due while its connection was down
@@ -197,11 +193,7 @@ boost::json::object traffic::results(const window_meter& meter) const {
 } // namespace
 
 boost::json::object run_traffic(const options& opts) {
-  io_runner io;
-  traffic scenario(io, opts);
-  auto results = scenario.run();
-  io.stop(); // before the scenario's sockets and timers go
-  return results;
+  return run_on_own_loop<traffic>(opts);
 }
 
 } // namespace bench
