@@ -284,10 +284,7 @@ boost::json::object fanout::results(const window_meter& meter) const {
   out["publisher_received"] = publisher_received_;
   out["losses"] = losses;
   out["order_violations"] = order_violations_;
-  out["error_frames"] = error_frames_;
-  out["stray_frames"] = strays_;
-  clients_.report_failures(out);
-  out["errors"] = error_frames_ + strays_ + clients_.failures();
+  clients_.report_errors(out, error_frames_, strays_);
   out["latency_us"] = latency_.summary(1000);
   out["measured"] = meter.finish(deliveries_in_window_);
   return out;

@@ -103,6 +103,14 @@ void fleet::report_failures(boost::json::object& out) const {
   out["failure_reasons"] = failure_reasons();
 }
 
+void fleet::report_errors(boost::json::object& out, std::uint64_t error_frames,
+                          std::uint64_t strays) const {
+  out["error_frames"] = error_frames;
+  out["stray_frames"] = strays;
+  report_failures(out);
+  out["errors"] = error_frames + strays + failure_count_;
+}
+
 void fleet::on_welcome(ws_client& client, std::string_view welcome) {
   const auto slot = client.slot();
   counted_[slot] = true;

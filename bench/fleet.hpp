@@ -77,6 +77,10 @@ public:
   boost::json::object failure_reasons() const;
   // Adds "connection_failures" and "failure_reasons" to a report.
   void report_failures(boost::json::object& out) const;
+  // Adds those, the scenario's "error_frames" and "stray_frames" (frames it
+  // did not expect), and "errors", the sum of the three.
+  void report_errors(boost::json::object& out, std::uint64_t error_frames,
+                     std::uint64_t strays) const;
 
 private:
   void on_welcome(ws_client& client, std::string_view welcome) override;

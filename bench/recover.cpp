@@ -348,11 +348,9 @@ boost::json::object recovery::run() {
     out["redis"] = std::move(cpu);
   }
   io_.call([&] {
-    clients_.report_failures(out);
-    out["error_frames"] = error_frames_;
-    out["stray_frames"] = strays_;
-    out["errors"] =
-        error_frames_ + strays_ + clients_.failures() + result["inexact"].as_uint64();
+    clients_.report_errors(out, error_frames_, strays_);
+    // A user that did not get exactly what it missed is an error too.
+    out["errors"] = out["errors"].as_uint64() + result["inexact"].as_uint64();
   });
   out.insert(result.begin(), result.end());
   io_.call([this] { clients_.abort_all(); });

@@ -181,10 +181,7 @@ boost::json::object traffic::results(const window_meter& meter) const {
   out["order_violations"] = order_violations_;
   out["acks"] = acks_;
   out["acks_offline"] = acks_offline_;
-  out["error_frames"] = error_frames_;
-  out["stray_frames"] = strays_;
-  clients_.report_failures(out);
-  out["errors"] = error_frames_ + strays_ + clients_.failures();
+  clients_.report_errors(out, error_frames_, strays_);
   out["latency_us"] = latency_.summary(1000);
   out["measured"] = meter.finish(received_);
   return out;
