@@ -1,14 +1,14 @@
-// fanout: one channel (SPEC 8), --connections subscribers spread over the
-// --urls and one publisher on the first --url, subscribed too (only a
-// subscriber may publish). Closed loop keeps --window publications in
-// flight: one leaves the window when its `published` has come back and
-// every subscriber has it, so the node's queues stay bounded. Open loop
-// publishes --rate publications/s on a fixed schedule and measures latency
-// from the scheduled time. Every subscriber checks the channel's offsets
-// from its `subscribed` offset on. Subscribe answers are awaited and their
-// errors reported by code: a node that cannot serve channels (cluster mode
-// without them, Redis down) answers `unavailable`, and the run says so
-// instead of publishing into nothing.
+// fanout: one channel (SPEC 8), --connections subscribers and one
+// publisher, subscribed too (only a subscriber may publish), spread over
+// the --urls. Closed loop keeps --window publications in flight: one leaves
+// the window when its `published` has come back and every subscriber has
+// it, so the node's queues stay bounded. Open loop publishes --rate
+// publications/s on a fixed schedule and measures latency from the
+// scheduled time. Every subscriber checks the channel's offsets from its
+// `subscribed` offset on. Subscribe answers are awaited and their errors
+// reported by code: a node that cannot serve channels (Redis down in
+// cluster mode) answers `unavailable`, and the run says so instead of
+// publishing into nothing.
 #include "bench/fleet.hpp"
 #include "bench/frames.hpp"
 #include "bench/histogram.hpp"

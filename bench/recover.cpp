@@ -57,6 +57,38 @@ double seconds_between(clock::time_point from, clock::time_point to) {
   return std::chrono::duration<double>(to - from).count();
 }
 
+// What the nodes and Redis hold and have spent at one moment.
+struct snapshot {
+  std::uint64_t node_rss_kib = 0;
+  double redis_cpu_s = 0;
+  double redis_memory = 0;
+};
+
+struct phase_snapshots {
+  snapshot before_backlog, after_backlog, after_reconnect;
+};
+
+// What the kept messages cost (compare with a run of --backlog=0) and what
+// Redis spent on the backlog and on the recovery.
+void report_costs(boost::json::object& out, const phase_snapshots& at, bool redis) {
+  if (at.before_backlog.node_rss_kib > 0) {
+    boost::json::object rss;
+    rss["before_backlog"] = at.before_backlog.node_rss_kib;
+    rss["after_backlog"] = at.after_backlog.node_rss_kib;
+    out["node_rss_kib"] = std::move(rss);
+  }
+  if (!redis)
+    return;
+  boost::json::object r;
+  r["backlog_cpu_s"] =
+      rounded(at.after_backlog.redis_cpu_s - at.before_backlog.redis_cpu_s, 3);
+  r["reconnect_cpu_s"] =
+      rounded(at.after_reconnect.redis_cpu_s - at.after_backlog.redis_cpu_s, 3);
+  r["used_memory_before_backlog"] = at.before_backlog.redis_memory;
+  r["used_memory_after_backlog"] = at.after_backlog.redis_memory;
+  out["redis"] = std::move(r);
+}
+
 class recovery final : public fleet::handler {
 public:
   recovery(io_runner& io, const options& opts);
@@ -85,6 +117,7 @@ private:
   void reconnect_all();
   std::uint64_t ping_all();
   bool settled() const;
+  snapshot take_snapshot(redisContext* redis) const;
   boost::json::object disconnect(clock::time_point start);
   boost::json::object send_backlog();
   boost::json::object reconnect();
@@ -238,6 +271,16 @@ std::uint64_t recovery::ping_all() {
   return sent;
 }
 
+snapshot recovery::take_snapshot(redisContext* redis) const {
+  snapshot s;
+  s.node_rss_kib = rss_kib(opts_.pids);
+  if (redis != nullptr) {
+    s.redis_cpu_s = redis_cpu_seconds(redis);
+    s.redis_memory = redis_used_memory(redis);
+  }
+  return s;
+}
+
 boost::json::object recovery::disconnect(clock::time_point start) {
   io_.call([this] { close_users(); });
   io_.wait_until([this] { return closed_ >= users_.size(); },
@@ -326,27 +369,14 @@ boost::json::object recovery::run() {
   redis_context redis;
   if (!opts_.redis_url.empty())
     redis = redis_connect(opts_);
-  const auto redis_cpu = [&] { return redis ? redis_cpu_seconds(redis.get()) : 0.0; };
-  const double redis_before_backlog = redis_cpu();
-  const auto rss_before_backlog = rss_kib(opts_.pids);
+  const auto before_backlog = take_snapshot(redis.get());
   out["backlog"] = send_backlog();
-  if (!opts_.pids.empty()) {
-    // What the kept messages cost: compare with a run of --backlog=0.
-    boost::json::object rss;
-    rss["before_backlog"] = rss_before_backlog;
-    rss["after_backlog"] = rss_kib(opts_.pids);
-    out["node_rss_kib"] = std::move(rss);
-  }
-  const double redis_before_reconnect = redis_cpu();
+  const auto after_backlog = take_snapshot(redis.get());
   window_meter meter(opts_.pids);
   auto result = reconnect();
   result["measured"] = meter.finish(io_.call([this] { return done_ * opts_.backlog; }));
-  if (redis) {
-    boost::json::object cpu;
-    cpu["backlog_cpu_s"] = rounded(redis_before_reconnect - redis_before_backlog, 3);
-    cpu["reconnect_cpu_s"] = rounded(redis_cpu() - redis_before_reconnect, 3);
-    out["redis"] = std::move(cpu);
-  }
+  report_costs(out, {before_backlog, after_backlog, take_snapshot(redis.get())},
+               redis != nullptr);
   io_.call([&] {
     clients_.report_errors(out, error_frames_, strays_);
     // A user that did not get exactly what it missed is an error too.

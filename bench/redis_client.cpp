@@ -31,15 +31,17 @@ redis_reply redis_command(redisContext* c, const std::vector<std::string>& args)
   return r;
 }
 
-double redis_cpu_seconds(redisContext* c) {
-  const auto r = redis_command(c, {"INFO", "cpu"});
+double redis_info_sum(redisContext* c, const std::string& section,
+                      const std::vector<std::string>& fields) {
+  const auto r = redis_command(c, {"INFO", section});
   std::istringstream lines(std::string(r->str, r->len));
   std::string line;
   double sum = 0;
   while (std::getline(lines, line)) {
-    for (const char* key : {"used_cpu_user:", "used_cpu_sys:"}) {
-      if (line.rfind(key, 0) == 0)
-        sum += std::stod(line.substr(std::char_traits<char>::length(key)));
+    for (const auto& field : fields) {
+      if (line.size() > field.size() && line.rfind(field, 0) == 0 &&
+          line[field.size()] == ':')
+        sum += std::stod(line.substr(field.size() + 1));
     }
   }
   return sum;

@@ -30,7 +30,18 @@ redis_context redis_connect(const options& opts);
 // connection.
 redis_reply redis_command(redisContext* c, const std::vector<std::string>& args);
 
+// The sum of these numeric fields of INFO `section`.
+double redis_info_sum(redisContext* c, const std::string& section,
+                      const std::vector<std::string>& fields);
+
 // used_cpu_user + used_cpu_sys of INFO cpu: Redis's CPU seconds so far.
-double redis_cpu_seconds(redisContext* c);
+inline double redis_cpu_seconds(redisContext* c) {
+  return redis_info_sum(c, "cpu", {"used_cpu_user", "used_cpu_sys"});
+}
+
+// used_memory of INFO memory: bytes Redis has allocated for its data.
+inline double redis_used_memory(redisContext* c) {
+  return redis_info_sum(c, "memory", {"used_memory"});
+}
 
 } // namespace bench
