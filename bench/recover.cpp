@@ -5,8 +5,8 @@
 // carries the whole backlog in a fraction of the time one HTTP request per
 // message would take (that would measure the HTTP path, not recovery), and
 // each ack confirms its message was accepted and kept. Then every user
-// reconnects at once (at --concurrency handshakes in flight) with
-// ?recover=OFFSET&epoch=EPOCH. Each must get `recovered: true` and exactly
+// reconnects at once (at --concurrency handshakes in flight), to the next
+// --url, with ?recover=OFFSET&epoch=EPOCH. Each must get `recovered: true` and exactly
 // the missed offsets, in order, and nothing more: a ping after its last
 // replayed message is answered after anything else the node had for it.
 #include "bench/fleet.hpp"
@@ -251,7 +251,8 @@ void recovery::reconnect_all() {
     if (u.epoch)
       clients_.set_query(slot, "&recover=" + std::to_string(u.offset) +
                                    "&epoch=" + url_encoded(*u.epoch));
-    slots.emplace_back(slot, slot % opts_.urls.size());
+    // The next node: a position must recover wherever the client lands.
+    slots.emplace_back(slot, (slot + 1) % opts_.urls.size());
   }
   clients_.connect_queued(std::move(slots));
 }
