@@ -12,7 +12,8 @@ from pathlib import Path
 MAX_KIB_PER_IDLE_CONNECTION = 4
 MAX_P99_MS_AT_HALF_MAX = 5
 MAX_FANOUT_P99_MS_AT_HALF_MAX = 10
-MAX_RECOVER_SECONDS = 2
+MAX_RECOVER_SECONDS = 2  # one node
+MAX_CLUSTER_RECOVER_SECONDS = 5  # across the cluster nodes
 
 
 def open_loop_runs(runs):
@@ -145,16 +146,20 @@ def fanout_targets(runs):
 
 
 def recovery_targets(runs):
-    r = runs.get("recover")
-    if not r:
-        return []
-    took = r["seconds_to_all_recovered"]
-    exact = r["all_recovered"] and r["exact"] == r["users"] and r["errors"] == 0
-    return [target("recovery", f"recover {r['users']:,} clients x "
-                   f"{r['backlog']['per_user']} behind at once: "
-                   f"{'-' if took is None else took} s until all recovered, "
-                   f"{r['exact']:,} exact (within {MAX_RECOVER_SECONDS} s, all exact)",
-                   exact and took is not None and took <= MAX_RECOVER_SECONDS)]
+    found = []
+    for name, limit in (("recover", MAX_RECOVER_SECONDS),
+                        ("cluster-recover", MAX_CLUSTER_RECOVER_SECONDS)):
+        r = runs.get(name)
+        if not r:
+            continue
+        took = r["seconds_to_all_recovered"]
+        exact = r["all_recovered"] and r["exact"] == r["users"] and r["errors"] == 0
+        found.append(target("recovery", f"{name} {r['users']:,} clients x "
+                            f"{r['backlog']['per_user']} behind at once: "
+                            f"{'-' if took is None else took} s until all recovered, "
+                            f"{r['exact']:,} exact (within {limit} s, all exact)",
+                            exact and took is not None and took <= limit))
+    return found
 
 
 def targets(runs):

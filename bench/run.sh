@@ -102,6 +102,8 @@ run cluster-closed cluster "${urls[@]}" --connections="$CONNECTIONS" \
 run cluster-churn churn "${urls[@]}" "${redis[@]}" --connections="$CHURN_USERS" \
   --duration="$DURATION"
 run cluster-storm storm "${urls[@]}" "${redis[@]}" --connections="$STORM_CLIENTS"
+run cluster-recover recover "${urls[@]}" "${redis[@]}" --connections="$RECOVER_USERS" \
+  --backlog="$RECOVER_BACKLOG"
 stop_all
 
 /usr/bin/python3 bench/collect.py "$OUT"
