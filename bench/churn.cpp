@@ -32,7 +32,7 @@ private:
   };
 
   void disturb(boost::json::object& out) override;
-  void on_welcome(std::size_t slot) override;
+  void on_welcome(std::size_t slot, std::string_view welcome) override;
   void on_end(std::size_t slot, std::string_view why) override;
   void reconnect(std::size_t slot, clock::duration delay);
 
@@ -43,7 +43,7 @@ private:
   histogram reconnect_;
 };
 
-void churn::on_welcome(std::size_t slot) {
+void churn::on_welcome(std::size_t slot, std::string_view) {
   auto& u = users_[slot];
   u.failures_in_a_row = 0;
   if (u.closed_at != clock::time_point{}) {
@@ -88,7 +88,7 @@ void churn::disturb(boost::json::object& out) {
     cycling_ = true;
     for (std::size_t slot = 0; slot < users_.size(); ++slot) {
       if (auto* client = clients_.client(slot); client && client->welcomed())
-        on_welcome(slot); // starts this user's first cycle
+        on_welcome(slot, {}); // starts this user's first cycle
     }
   });
   pause(opts_.duration);

@@ -1,8 +1,9 @@
 """Gathers the runs of bench/run.sh: DIR/results.json (every run by name),
-DIR/targets.json (issue 4's targets that this suite measures on its own,
-also printed) and the tables bench/plots.gp draws (DIR/latency.tsv,
-DIR/rss.tsv). With --half-rate FILE it prints half the delivered msgs/s of
-that closed-loop run instead: the rate at which the latency target is set."""
+DIR/targets.json (the targets of issues 4 and 13 that this suite measures on
+its own, also printed) and the tables bench/plots.gp draws (DIR/latency.tsv,
+DIR/rss.tsv). With --half-rate FILE it prints half the delivered msgs/s
+(fanout: publications/s) of that closed-loop run instead: the rate at which
+a latency target is set."""
 
 import json
 import sys
@@ -10,6 +11,9 @@ from pathlib import Path
 
 MAX_KIB_PER_IDLE_CONNECTION = 4
 MAX_P99_MS_AT_HALF_MAX = 5
+MAX_FANOUT_P99_MS_AT_HALF_MAX = 10
+MAX_RECOVER_SECONDS = 2  # one node
+MAX_CLUSTER_RECOVER_SECONDS = 5  # across the cluster nodes
 
 
 def open_loop_runs(runs):
@@ -69,14 +73,19 @@ def p99_ms(r):
     return r["latency_us"]["p99"] / 1000
 
 
+def half_max_target(what, r, unit, limit, complete):
+    """A latency target set at half the closed-loop maximum."""
+    return target("latency", f"{what} open loop at {r['offered_per_s']:,.0f} {unit} (half "
+                  f"the closed-loop maximum): p99 {p99_ms(r):.2f} ms (under {limit})",
+                  p99_ms(r) < limit and complete)
+
+
 def latency_targets(runs):
     found = []
     half = runs.get("pairs-open-half-max")
     if half:
-        found.append(target(
-            "latency", f"pairs open loop at {half['offered_per_s']:,.0f} msgs/s (half the "
-            f"closed-loop maximum): p99 {p99_ms(half):.2f} ms (under {MAX_P99_MS_AT_HALF_MAX})",
-            p99_ms(half) < MAX_P99_MS_AT_HALF_MAX and all_delivered(half)))
+        found.append(half_max_target("pairs", half, "msgs/s", MAX_P99_MS_AT_HALF_MAX,
+                                     all_delivered(half)))
     # The open-loop maximum: the highest swept rate the node kept up with.
     kept_up = [r for r in open_loop_runs(runs)
                if r is not half and all_delivered(r) and p99_ms(r) < MAX_P99_MS_AT_HALF_MAX]
@@ -103,9 +112,59 @@ def presence_targets(runs):
     return found
 
 
+def fanout_exact(r):
+    return (r["publishing"] and r["losses"] == 0 and r["order_violations"] == 0 and
+            r["errors"] == 0 and r["deliveries"] == r["expected_deliveries"])
+
+
+def cpu_per_delivery(r):
+    m = r["measured"]
+    return (f"node {m.get('node_user_us_per_msg')} us user + {m.get('node_sys_us_per_msg')} "
+            f"us system per delivery, generator {m.get('generator_cpu_us_per_msg')} us")
+
+
+def fanout_targets(runs):
+    found = []
+    closed = runs.get("fanout-closed")
+    if closed:
+        found.append(target(
+            "fanout", f"fanout closed loop, 1 channel x {closed['subscribers']:,}: "
+            f"{closed['deliveries_per_s']:,.0f} deliveries/s, {cpu_per_delivery(closed)}, "
+            f"{closed['losses']} lost, {closed['order_violations']} out of order",
+            fanout_exact(closed)))
+    fixed = runs.get("fanout-rate")
+    if fixed:
+        found.append(target(
+            "fanout", f"fanout at {fixed.get('offered_per_s')} publications/s, 1 channel x "
+            f"{fixed['subscribers']:,}: {cpu_per_delivery(fixed)} (the peers' figures "
+            f"need the peers kit)"))
+    half = runs.get("fanout-open-half-max")
+    if half:
+        found.append(half_max_target("fanout (publish to delivery)", half, "publications/s",
+                                     MAX_FANOUT_P99_MS_AT_HALF_MAX, fanout_exact(half)))
+    return found
+
+
+def recovery_targets(runs):
+    found = []
+    for name, limit in (("recover", MAX_RECOVER_SECONDS),
+                        ("cluster-recover", MAX_CLUSTER_RECOVER_SECONDS)):
+        r = runs.get(name)
+        if not r:
+            continue
+        took = r["seconds_to_all_recovered"]
+        exact = r["all_recovered"] and r["exact"] == r["users"] and r["errors"] == 0
+        found.append(target("recovery", f"{name} {r['users']:,} clients x "
+                            f"{r['backlog']['per_user']} behind at once: "
+                            f"{'-' if took is None else took} s until all recovered, "
+                            f"{r['exact']:,} exact (within {limit} s, all exact)",
+                            exact and took is not None and took <= limit))
+    return found
+
+
 def targets(runs):
     return (memory_target(runs) + throughput_target(runs) + latency_targets(runs) +
-            presence_targets(runs))
+            presence_targets(runs) + fanout_targets(runs) + recovery_targets(runs))
 
 
 def verdict(t):
@@ -126,7 +185,9 @@ def main(out):
 
 
 def half_rate(closed_run):
-    print(int(json.loads(closed_run.read_text())["delivered_per_s"] // 2))
+    r = json.loads(closed_run.read_text())
+    per_s = r["publications_per_s"] if r.get("scenario") == "fanout" else r["delivered_per_s"]
+    print(int(per_s // 2))
 
 
 if __name__ == "__main__":

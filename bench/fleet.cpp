@@ -17,8 +17,8 @@ net::ip::address source_for(std::size_t slot, const tcp::endpoint& server) {
 
 fleet::fleet(net::io_context& io, const options& opts, handler& events, std::size_t slots)
     : io_(io), events_(events), user_base_(opts.user_base),
-      concurrency_(opts.concurrency), clients_(slots), queued_start_(slots, false),
-      counted_(slots, false) {
+      concurrency_(opts.concurrency), clients_(slots), queries_(slots),
+      queued_start_(slots, false), counted_(slots, false) {
   timers_.reserve(slots);
   for (std::size_t slot = 0; slot < slots; ++slot)
     timers_.emplace_back(io);
@@ -52,7 +52,8 @@ void fleet::connect(std::size_t slot, std::size_t url_index) {
   client =
       std::make_shared<ws_client>(io_, static_cast<ws_client::listener&>(*this), slot);
   client->connect(server, source_for(slot, server),
-                  paths_[url_index % paths_.size()] + std::to_string(user(slot)));
+                  paths_[url_index % paths_.size()] + std::to_string(user(slot)) +
+                      queries_[slot]);
 }
 
 void fleet::close(std::size_t slot) {
@@ -102,12 +103,20 @@ void fleet::report_failures(boost::json::object& out) const {
   out["failure_reasons"] = failure_reasons();
 }
 
-void fleet::on_welcome(ws_client& client) {
+void fleet::report_errors(boost::json::object& out, std::uint64_t error_frames,
+                          std::uint64_t strays) const {
+  out["error_frames"] = error_frames;
+  out["stray_frames"] = strays;
+  report_failures(out);
+  out["errors"] = error_frames + strays + failure_count_;
+}
+
+void fleet::on_welcome(ws_client& client, std::string_view welcome) {
   const auto slot = client.slot();
   counted_[slot] = true;
   ++welcomed_;
   handshake_done(slot);
-  events_.on_welcome(slot);
+  events_.on_welcome(slot, welcome);
 }
 
 void fleet::on_text(ws_client& client, std::string_view frame) {

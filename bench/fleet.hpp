@@ -23,7 +23,7 @@ public:
   // What a scenario hears about its clients, by slot.
   class handler {
   public:
-    virtual void on_welcome(std::size_t /*slot*/) {}
+    virtual void on_welcome(std::size_t /*slot*/, std::string_view /*welcome*/) {}
     virtual void on_text(std::size_t /*slot*/, std::string_view /*frame*/) {}
     // The connection ended (after close(), why is "closed"), or its
     // handshake failed; either way the slot has no open client now.
@@ -45,6 +45,11 @@ public:
   void connect_queued(std::vector<std::pair<std::size_t, std::size_t>> slots);
   // Connects one slot now, outside the queue (a reconnect).
   void connect(std::size_t slot, std::size_t url_index);
+  // Query parameters ("&name=value...") added to this slot's upgrade target
+  // from its next connect on.
+  void set_query(std::size_t slot, std::string query) {
+    queries_[slot] = std::move(query);
+  }
   // Starts the close handshake of the client in `slot`; from then on it no
   // longer counts as welcomed, so a count never includes a client on its
   // way out.
@@ -72,9 +77,13 @@ public:
   boost::json::object failure_reasons() const;
   // Adds "connection_failures" and "failure_reasons" to a report.
   void report_failures(boost::json::object& out) const;
+  // Adds those, the scenario's "error_frames" and "stray_frames" (frames it
+  // did not expect), and "errors", the sum of the three.
+  void report_errors(boost::json::object& out, std::uint64_t error_frames,
+                     std::uint64_t strays) const;
 
 private:
-  void on_welcome(ws_client& client) override;
+  void on_welcome(ws_client& client, std::string_view welcome) override;
   void on_text(ws_client& client, std::string_view frame) override;
   void on_end(ws_client& client, std::string_view why) override;
   void start_queued();
@@ -89,6 +98,7 @@ private:
   std::size_t concurrency_;
   std::vector<std::shared_ptr<ws_client>> clients_;
   std::vector<net::steady_timer> timers_;
+  std::vector<std::string> queries_;
   std::vector<bool> queued_start_; // this slot's handshake counts in in_flight_
   std::vector<bool> counted_;      // this slot's client counts in welcomed_
   std::deque<std::pair<std::size_t, std::size_t>> queue_;

@@ -25,6 +25,22 @@ bool take_number(std::string_view& text, std::string_view key, Int& value) {
   return true;
 }
 
+// Appends {"c":SENDER,"s":SEQ,"t":NS[,"p":"xx..."]}.
+void append_probe(std::string& out, const probe& p, std::size_t padding) {
+  out.append(R"({"c":)");
+  append_number(out, static_cast<std::int64_t>(p.sender));
+  out.append(R"(,"s":)");
+  append_number(out, static_cast<std::int64_t>(p.seq));
+  out.append(R"(,"t":)");
+  append_number(out, p.sent_ns);
+  if (padding > 0) {
+    out.append(R"(,"p":")");
+    out.append(padding, 'x');
+    out.push_back('"');
+  }
+  out.push_back('}');
+}
+
 } // namespace
 
 bool is_type(std::string_view frame, std::string_view type) {
@@ -38,18 +54,24 @@ bool is_type(std::string_view frame, std::string_view type) {
 void write_send(std::string& out, std::uint64_t to, const probe& p, std::size_t padding) {
   out.assign(R"({"type":"send","to":")");
   append_number(out, static_cast<std::int64_t>(to));
-  out.append(R"(","data":{"c":)");
-  append_number(out, static_cast<std::int64_t>(p.sender));
-  out.append(R"(,"s":)");
+  out.append(R"(","data":)");
+  append_probe(out, p, padding);
+  out.push_back('}');
+}
+
+void write_publish(std::string& out, std::string_view channel, const probe& p,
+                   std::size_t padding) {
+  out.assign(R"({"type":"publish","channel":")");
+  out.append(channel);
+  out.append(R"(","ref":")");
   append_number(out, static_cast<std::int64_t>(p.seq));
-  out.append(R"(,"t":)");
-  append_number(out, p.sent_ns);
-  if (padding > 0) {
-    out.append(R"(,"p":")");
-    out.append(padding, 'x');
-    out.push_back('"');
-  }
-  out.append("}}");
+  out.append(R"(","data":)");
+  append_probe(out, p, padding);
+  out.push_back('}');
+}
+
+std::string subscribe(std::string_view channel) {
+  return R"({"type":"subscribe","channel":")" + std::string(channel) + R"("})";
 }
 
 std::optional<probe> read_probe(std::string_view message) {
@@ -63,6 +85,29 @@ std::optional<probe> read_probe(std::string_view message) {
       take_number(rest, R"(,"t":)", p.sent_ns))
     return p;
   return std::nullopt;
+}
+
+std::optional<std::uint64_t> read_number(std::string_view frame, std::string_view key) {
+  const auto at = frame.find(key);
+  if (at == std::string_view::npos)
+    return std::nullopt;
+  auto rest = frame.substr(at);
+  std::uint64_t value = 0;
+  if (take_number(rest, key, value))
+    return value;
+  return std::nullopt;
+}
+
+std::optional<std::string_view> read_string(std::string_view frame,
+                                            std::string_view key) {
+  const auto at = frame.find(key);
+  if (at == std::string_view::npos)
+    return std::nullopt;
+  const auto start = at + key.size();
+  const auto end = frame.find('"', start);
+  if (end == std::string_view::npos)
+    return std::nullopt;
+  return frame.substr(start, end - start);
 }
 
 bool ack_offline(std::string_view ack) {

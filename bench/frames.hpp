@@ -27,8 +27,24 @@ bool is_type(std::string_view frame, std::string_view type);
 // Replaces `out` with {"type":"send","to":"TO","data":{...probe..., "p":PADDING}}.
 void write_send(std::string& out, std::uint64_t to, const probe& p, std::size_t padding);
 
+// Replaces `out` with {"type":"publish","channel":"C","ref":"SEQ","data":{...probe...}}:
+// the `published` answer and an `error` carry the probe's sequence as ref.
+void write_publish(std::string& out, std::string_view channel, const probe& p,
+                   std::size_t padding);
+// {"type":"subscribe","channel":"C"}
+std::string subscribe(std::string_view channel);
+
 // The probe in a `message` frame, or nullopt if it carries none.
 std::optional<probe> read_probe(std::string_view message);
+
+// The unsigned number after the first `key` (quoted name and colon, e.g.
+// R"("offset":)") in `frame`, or nullopt. The node writes a frame's own
+// fields before its `data`, so the first one is the frame's.
+std::optional<std::uint64_t> read_number(std::string_view frame, std::string_view key);
+// The string after the first `key` (quoted name, colon and opening quote,
+// e.g. R"("epoch":")") up to the next quote: epochs, codes and refs hold no
+// escapes.
+std::optional<std::string_view> read_string(std::string_view frame, std::string_view key);
 
 // Whether an `ack` frame says the recipient was offline.
 bool ack_offline(std::string_view ack);

@@ -25,8 +25,6 @@ namespace {
 
 namespace json = boost::json;
 
-// Descriptors a process keeps besides its sockets (stdio, epoll, pipes).
-constexpr std::uint64_t reserved_fds = 100;
 // How long sampled connections have to answer their ping.
 constexpr auto sample_timeout = std::chrono::seconds(10);
 
@@ -216,13 +214,6 @@ run_in_children(const options& opts, std::uint64_t processes,
   return {merge_connects(connects), merge_samples(samples)};
 }
 
-std::uint64_t node_rss(const options& opts) {
-  std::uint64_t sum = 0;
-  for (auto pid : opts.pids)
-    sum += rss_kib(pid);
-  return sum;
-}
-
 } // namespace
 
 json::object run_idle(const options& opts) {
@@ -231,11 +222,11 @@ json::object run_idle(const options& opts) {
                                ? opts.per_process
                                : (limit > reserved_fds ? limit - reserved_fds : 1);
   const auto processes = (opts.connections + per_process - 1) / per_process;
-  const auto rss_before = node_rss(opts);
+  const auto rss_before = rss_kib(opts.pids);
   std::uint64_t rss_after = 0;
   const auto hold_and_measure = [&] {
     pause(opts.hold);
-    rss_after = node_rss(opts);
+    rss_after = rss_kib(opts.pids);
   };
   auto [connected, sampled] =
       processes == 1 ? run_share(opts, {0, opts.connections}, opts.sample,

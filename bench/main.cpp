@@ -38,8 +38,9 @@ using scenario_fn = std::function<boost::json::object(const options&)>;
 
 const std::map<std::string, scenario_fn>& scenarios() {
   static const std::map<std::string, scenario_fn> table{
-      {"idle", run_idle},       {"pairs", run_traffic}, {"echo", run_traffic},
-      {"cluster", run_traffic}, {"churn", run_churn},   {"storm", run_storm},
+      {"idle", run_idle},       {"pairs", run_traffic},   {"echo", run_traffic},
+      {"cluster", run_traffic}, {"churn", run_churn},     {"storm", run_storm},
+      {"fanout", run_fanout},   {"recover", run_recover},
   };
   return table;
 }
@@ -51,7 +52,7 @@ int main(int argc, char** argv) {
   const auto it = scenarios().find(opts.scenario);
   if (it == scenarios().end()) {
     std::cerr << "hubnode-bench: unknown scenario " << opts.scenario
-              << " (idle, pairs, echo, cluster, churn, storm)\n";
+              << " (idle, pairs, echo, cluster, churn, storm, fanout, recover)\n";
     return 2;
   }
   arm_watchdog(opts.timeout);

@@ -24,6 +24,11 @@ scenarios:
            presence flaps and presence against the truth at the end
   storm    every client dropped at once, then reconnecting with jittered
            backoff: time until all are welcomed again, flaps
+  fanout   one channel: N subscribers and one publisher (closed loop, or
+           --rate publications/s): deliveries/s, publish-to-delivery latency,
+           losses and order, CPU per delivery
+  recover  N users disconnect, miss --backlog messages each, reconnect at
+           once with their positions: time until all recovered, exactness
 
 options (--name=value or --name value):
   --url=URL            a node, ws://LOOPBACK:PORT[/path]; repeat for several nodes
@@ -33,8 +38,10 @@ options (--name=value or --name value):
   --connections=N      clients (100)
   --user-base=U        first user id (derived from the clock)
   --duration=S         measured window in seconds (5)
-  --rate=R             open loop: messages/s offered in total (0 = closed loop)
-  --window=W           closed loop: messages in flight per connection (8)
+  --rate=R             open loop: messages/s offered in total (fanout:
+                       publications/s; 0 = closed loop)
+  --window=W           closed loop: messages in flight per connection (fanout:
+                       publications in flight) (8)
   --size=B             padding bytes per message (0)
   --hold=S             idle: seconds held before sampling (2)
   --sample=K           idle: connections that must answer a ping (100)
@@ -47,6 +54,7 @@ options (--name=value or --name value):
   --jitter-ms=MS       storm: largest random reconnect delay (50)
   --retries=K          storm: further attempts per client (8)
   --per-process=N      idle: connections per process (from RLIMIT_NOFILE)
+  --backlog=M          recover: messages each user misses (50)
   --timeout=S          hard watchdog for the whole run (derived)
 )";
 
@@ -116,6 +124,7 @@ const std::map<std::string, setter>& setters() {
       {"jitter-ms", count(&options::jitter_ms)},
       {"retries", count(&options::retries)},
       {"per-process", count(&options::per_process)},
+      {"backlog", count(&options::backlog)},
       {"duration", secs(&options::duration)},
       {"hold", secs(&options::hold)},
       {"settle", secs(&options::settle)},

@@ -37,6 +37,7 @@ struct options {
   std::uint64_t jitter_ms = 50;         // storm: largest random reconnect delay
   std::uint64_t retries = 8;            // storm: attempts per client after the first
   std::uint64_t per_process = 0;        // idle: connections per process; 0 = from RLIMIT
+  std::uint64_t backlog = 50;           // recover: messages each user misses
 };
 
 // Parses argv; on a bad or missing option prints the reason and usage to

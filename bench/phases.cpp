@@ -38,4 +38,12 @@ void pause(seconds_d how_long) {
   std::this_thread::sleep_for(how_long);
 }
 
+void report_load(boost::json::object& out, const options& opts) {
+  out["mode"] = opts.rate > 0 ? "open" : "closed";
+  if (opts.rate > 0)
+    out["offered_per_s"] = opts.rate;
+  else
+    out["window"] = opts.window;
+}
+
 } // namespace bench

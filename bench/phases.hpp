@@ -21,4 +21,19 @@ boost::json::object connect_all(io_runner& io, fleet& clients, const slot_urls& 
 // Sleeps the calling (main) thread for a duration given in seconds.
 void pause(seconds_d how_long);
 
+// Adds how the load was offered: "mode" (open or closed) with
+// "offered_per_s" or "window".
+void report_load(boost::json::object& out, const options& opts);
+
+// Runs a scenario constructed from (io_runner&, const options&) with a
+// run() returning its report, on a loop of its own.
+template <class Scenario>
+boost::json::object run_on_own_loop(const options& opts) {
+  io_runner io;
+  Scenario scenario(io, opts);
+  auto results = scenario.run();
+  io.stop(); // before the scenario's sockets and timers go
+  return results;
+}
+
 } // namespace bench

@@ -18,7 +18,14 @@ std::uint64_t rss_kib(pid_t pid) {
   return 0;
 }
 
-double cpu_seconds(pid_t pid) {
+std::uint64_t rss_kib(const std::vector<pid_t>& pids) {
+  std::uint64_t sum = 0;
+  for (auto pid : pids)
+    sum += rss_kib(pid);
+  return sum;
+}
+
+cpu_time cpu_times(pid_t pid) {
   std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
   std::string text((std::istreambuf_iterator<char>(stat)),
                    std::istreambuf_iterator<char>());
@@ -26,20 +33,24 @@ double cpu_seconds(pid_t pid) {
   // are counted from the last ')'. utime and stime are fields 14 and 15.
   const auto close = text.rfind(')');
   if (close == std::string::npos)
-    return 0;
+    return {};
   std::istringstream fields(text.substr(close + 2));
   std::string skip;
   for (int field = 3; field < 14; ++field)
     fields >> skip;
   unsigned long long utime = 0, stime = 0;
   fields >> utime >> stime;
-  return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+  const auto ticks = static_cast<double>(sysconf(_SC_CLK_TCK));
+  return {static_cast<double>(utime) / ticks, static_cast<double>(stime) / ticks};
 }
 
-double cpu_seconds(const std::vector<pid_t>& pids) {
-  double sum = 0;
-  for (auto pid : pids)
-    sum += cpu_seconds(pid);
+cpu_time cpu_times(const std::vector<pid_t>& pids) {
+  cpu_time sum;
+  for (auto pid : pids) {
+    const auto one = cpu_times(pid);
+    sum.user += one.user;
+    sum.system += one.system;
+  }
   return sum;
 }
 

@@ -1,15 +1,13 @@
 // presence_monitor over Redis: a thread reads P`presence` on a subscribed
 // hiredis connection; a second connection asks P`online` with SMISMEMBER.
 #include "bench/presence_monitor.hpp"
+#include "bench/redis_client.hpp"
 
 #include <boost/json/parse.hpp>
-
-#include <hiredis/hiredis.h>
 
 #include <atomic>
 #include <charconv>
 #include <poll.h>
-#include <stdexcept>
 #include <string>
 #include <thread>
 
@@ -22,49 +20,13 @@ constexpr int poll_ms = 100;
 // Ids per SMISMEMBER: one reply stays small.
 constexpr std::uint64_t batch = 500;
 
-struct context_deleter {
-  void operator()(redisContext* c) const { redisFree(c); }
-};
-using context_ptr = std::unique_ptr<redisContext, context_deleter>;
-
-struct reply_deleter {
-  void operator()(redisReply* r) const { freeReplyObject(r); }
-};
-using reply_ptr = std::unique_ptr<redisReply, reply_deleter>;
-
-context_ptr connect(const options& opts) {
-  const auto [host, port] = *parse_redis_url(opts.redis_url);
-  const timeval timeout{5, 0};
-  context_ptr c(redisConnectWithTimeout(host.c_str(), port, timeout));
-  if (!c || c->err)
-    throw std::runtime_error("redis " + opts.redis_url + ": " +
-                             (c ? c->errstr : "out of memory"));
-  redisSetTimeout(c.get(), timeout);
-  return c;
-}
-
-reply_ptr command(redisContext* c, const std::vector<std::string>& args) {
-  std::vector<const char*> argv;
-  std::vector<std::size_t> lengths;
-  for (const auto& a : args) {
-    argv.push_back(a.data());
-    lengths.push_back(a.size());
-  }
-  reply_ptr r(static_cast<redisReply*>(
-      redisCommandArgv(c, static_cast<int>(argv.size()), argv.data(), lengths.data())));
-  if (!r || r->type == REDIS_REPLY_ERROR)
-    throw std::runtime_error(std::string("redis ") + args[0] + ": " +
-                             (r ? r->str : c->errstr));
-  return r;
-}
-
 class redis_monitor final : public presence_monitor {
 public:
   redis_monitor(const options& opts, std::uint64_t first, std::uint64_t count)
       : online_key_(opts.key_prefix + "online"), first_(first), count_(count),
-        sub_(connect(opts)), cmd_(connect(opts)) {
+        sub_(redis_connect(opts)), cmd_(redis_connect(opts)) {
     // SUBSCRIBE's own reply confirms the subscription: events flow from here.
-    command(sub_.get(), {"SUBSCRIBE", opts.key_prefix + "presence"});
+    redis_command(sub_.get(), {"SUBSCRIBE", opts.key_prefix + "presence"});
     reader_ = std::thread([this] { read_events(); });
   }
 
@@ -82,7 +44,7 @@ public:
       std::vector<std::string> args{"SMISMEMBER", online_key_};
       for (std::uint64_t i = at; i < std::min(count_, at + batch); ++i)
         args.push_back(std::to_string(first_ + i));
-      const auto r = command(cmd_.get(), args);
+      const auto r = redis_command(cmd_.get(), args);
       for (std::size_t i = 0; i < r->elements; ++i)
         missing += r->element[i]->integer == 0 ? 1 : 0;
     }
@@ -98,7 +60,7 @@ private:
       if (redisGetReplyFromReader(sub_.get(), &raw) != REDIS_OK)
         return;
       if (raw != nullptr) {
-        on_reply(reply_ptr(static_cast<redisReply*>(raw)));
+        on_reply(redis_reply(static_cast<redisReply*>(raw)));
         continue;
       }
       if (poll(&fd, 1, poll_ms) > 0 && redisBufferRead(sub_.get()) != REDIS_OK)
@@ -107,7 +69,7 @@ private:
   }
 
   // ["message", channel, {"userId":"ID","online":BOOL,...}]
-  void on_reply(reply_ptr r) {
+  void on_reply(redis_reply r) {
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 3)
       return;
     boost::system::error_code ec;
@@ -128,7 +90,7 @@ private:
 
   std::string online_key_;
   std::uint64_t first_, count_;
-  context_ptr sub_, cmd_;
+  redis_context sub_, cmd_;
   std::atomic<bool> stop_{false};
   std::atomic<std::uint64_t> offline_{0};
   std::thread reader_;

@@ -3,7 +3,7 @@
 # what is missing, starts a redis-server and the nodes on free loopback
 # ports, runs every scenario of hubnode-bench, stops everything by PID, and
 # writes one JSON per run, results.json, targets.json (also printed: the
-# targets of issue 4 this suite measures by itself) and PNG plots under
+# targets of issues 4 and 13 this suite measures by itself) and PNG plots under
 # bench/results/.
 #
 # Bounded to a few minutes by default; scale with these variables:
@@ -12,6 +12,8 @@
 #   BENCH_CONNECTIONS=1000            pairs, echo, cluster: clients
 #   BENCH_DURATION=5                  seconds measured per traffic/churn run
 #   BENCH_CHURN_USERS=500  BENCH_STORM_CLIENTS=2000  BENCH_CLUSTER_NODES=3
+#   BENCH_FANOUT_SUBS=5000  BENCH_FANOUT_RATE=5   fanout: subscribers, publications/s
+#   BENCH_RECOVER_USERS=5000  BENCH_RECOVER_BACKLOG=50  recover: clients, entries behind
 #   BENCH_RESULTS=bench/results/DATE  where the results go
 set -euo pipefail
 
@@ -24,6 +26,10 @@ DURATION=${BENCH_DURATION:-5}
 CHURN_USERS=${BENCH_CHURN_USERS:-500}
 STORM_CLIENTS=${BENCH_STORM_CLIENTS:-2000}
 CLUSTER_NODES=${BENCH_CLUSTER_NODES:-3}
+FANOUT_SUBS=${BENCH_FANOUT_SUBS:-5000}
+FANOUT_RATE=${BENCH_FANOUT_RATE:-5}
+RECOVER_USERS=${BENCH_RECOVER_USERS:-5000}
+RECOVER_BACKLOG=${BENCH_RECOVER_BACKLOG:-50}
 OUT=${BENCH_RESULTS:-bench/results/$(date +%Y%m%d-%H%M%S)}
 
 # shellcheck source=bench/lib.sh
@@ -64,6 +70,21 @@ fi
 run churn churn --url="$url" --pid="$node_pid" --connections="$CHURN_USERS" \
   --duration="$DURATION"
 run storm storm --url="$url" --pid="$node_pid" --connections="$STORM_CLIENTS"
+# channels (SPEC 8): the kit's fixed rate (5 publications/s to 5,000 is
+# 25,000 deliveries/s), the closed-loop maximum, and half of it open loop
+run fanout-rate fanout --url="$url" --pid="$node_pid" --connections="$FANOUT_SUBS" \
+  --duration="$DURATION" --rate="$FANOUT_RATE"
+run fanout-closed fanout --url="$url" --pid="$node_pid" --connections="$FANOUT_SUBS" \
+  --duration="$DURATION" --window=8
+if [[ -f $OUT/fanout-closed.json ]]; then
+  half=$(/usr/bin/python3 bench/collect.py --half-rate "$OUT/fanout-closed.json")
+  if ((half > 0)); then
+    run fanout-open-half-max fanout --url="$url" --pid="$node_pid" \
+      --connections="$FANOUT_SUBS" --duration="$DURATION" --rate="$half"
+  fi
+fi
+run recover recover --url="$url" --pid="$node_pid" --connections="$RECOVER_USERS" \
+  --backlog="$RECOVER_BACKLOG"
 stop_all
 
 # cluster: nodes on one redis-server
@@ -81,6 +102,8 @@ run cluster-closed cluster "${urls[@]}" --connections="$CONNECTIONS" \
 run cluster-churn churn "${urls[@]}" "${redis[@]}" --connections="$CHURN_USERS" \
   --duration="$DURATION"
 run cluster-storm storm "${urls[@]}" "${redis[@]}" --connections="$STORM_CLIENTS"
+run cluster-recover recover "${urls[@]}" "${redis[@]}" --connections="$RECOVER_USERS" \
+  --backlog="$RECOVER_BACKLOG"
 stop_all
 
 /usr/bin/python3 bench/collect.py "$OUT"

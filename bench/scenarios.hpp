@@ -13,5 +13,9 @@ boost::json::object run_idle(const options& opts);
 boost::json::object run_traffic(const options& opts);
 boost::json::object run_churn(const options& opts);
 boost::json::object run_storm(const options& opts);
+// fanout: one channel, many subscribers, one publisher.
+boost::json::object run_fanout(const options& opts);
+// recover: users reconnecting at once with their stream positions.
+boost::json::object run_recover(const options& opts);
 
 } // namespace bench

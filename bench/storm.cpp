@@ -27,7 +27,7 @@ public:
 
 private:
   void disturb(boost::json::object& out) override;
-  void on_welcome(std::size_t slot) override;
+  void on_welcome(std::size_t slot, std::string_view welcome) override;
   void on_end(std::size_t slot, std::string_view why) override;
   void start_storm();
   // Up to jitter_ms * 2^attempt, at most max_backoff: spreads the retries.
@@ -49,7 +49,7 @@ clock::duration storm::backoff(std::uint64_t attempt) {
   return milliseconds(std::uniform_int_distribution<std::uint64_t>(0, cap)(random_));
 }
 
-void storm::on_welcome(std::size_t) {
+void storm::on_welcome(std::size_t, std::string_view) {
   if (!storming_)
     return;
   last_welcome_ = clock::now();

@@ -7,20 +7,15 @@
 #include "bench/fleet.hpp"
 #include "bench/frames.hpp"
 #include "bench/histogram.hpp"
+#include "bench/pacer.hpp"
 #include "bench/phases.hpp"
 #include "bench/rounded.hpp"
 #include "bench/scenarios.hpp"
 #include "bench/window_meter.hpp"
 
-#include <boost/asio/steady_timer.hpp>
-
 namespace bench {
 
 namespace {
-
-// The open loop's timer period: sends due since the last tick go out
-// together, each stamped with its own scheduled time.
-constexpr auto tick_period = std::chrono::milliseconds(1);
 
 class traffic final : public fleet::handler {
 public:
@@ -43,19 +38,17 @@ private:
   void on_message(std::size_t slot, std::string_view frame);
   void start_sending();
   void send_from(std::size_t slot, std::int64_t sent_ns);
-  void tick();
   boost::json::object results(const window_meter& meter) const;
 
   io_runner& io_;
   const options& opts_;
   std::vector<peer> peers_;
   fleet clients_;
-  net::steady_timer ticker_;
+  pacer pacer_;
   std::string frame_; // reused for every send
   clock::time_point epoch_ = clock::now();
   std::int64_t start_ns_ = 0;
   bool sending_ = false;
-  std::uint64_t scheduled_ = 0; // open loop: messages due so far
   // counters
   std::uint64_t sent_ = 0, unsent_ = 0, received_ = 0, received_in_window_ = 0;
   std::uint64_t acks_ = 0, acks_offline_ = 0, error_frames_ = 0;
@@ -69,7 +62,7 @@ std::size_t pairs_rounded(const options& opts) {
 
 traffic::traffic(io_runner& io, const options& opts)
     : io_(io), opts_(opts), peers_(pairs_rounded(opts)),
-      clients_(io.context(), opts, *this, peers_.size()), ticker_(io.context()) {
+      clients_(io.context(), opts, *this, peers_.size()), pacer_(io.context()) {
   for (std::size_t slot = 0; slot < peers_.size(); ++slot)
     peers_[slot].target = echo() ? slot : slot ^ 1;
 }
@@ -133,33 +126,18 @@ void traffic::send_from(std::size_t slot, std::int64_t sent_ns) {
 void traffic::start_sending() {
   sending_ = true;
   start_ns_ = now_ns();
+  // Message j is due at start + j / rate, from slot j mod N: every
+  // connection sends at rate / N, evenly spaced.
   if (open_loop())
-    return tick();
+    return pacer_.start(
+        opts_.rate, start_ns_, [this] { return now_ns(); },
+        [this](std::uint64_t j, std::int64_t due_ns) {
+          send_from(j % peers_.size(), due_ns);
+        });
   for (std::uint64_t round = 0; round < opts_.window; ++round) {
     for (std::size_t slot = 0; slot < peers_.size(); ++slot)
       send_from(slot, start_ns_);
   }
-}
-
-void traffic::tick() {
-  if (!sending_)
-    return;
-  // Message j is due at start + j / rate, from slot j mod N: every
-  // connection sends at rate / N, evenly spaced.
-  const double interval_ns = 1e9 / opts_.rate;
-  const auto due = static_cast<std::uint64_t>(static_cast<double>(now_ns() - start_ns_) /
-                                              interval_ns) +
-                   1;
-  for (; scheduled_ < due; ++scheduled_) {
-    send_from(scheduled_ % peers_.size(),
-              start_ns_ + static_cast<std::int64_t>(static_cast<double>(scheduled_) *
-                                                    interval_ns));
-  }
-  ticker_.expires_after(tick_period);
-  ticker_.async_wait([this](boost::system::error_code ec) {
-    if (!ec)
-      tick();
-  });
 }
 
 boost::json::object traffic::run() {
@@ -175,7 +153,7 @@ boost::json::object traffic::run() {
   pause(opts_.duration);
   io_.call([this] {
     sending_ = false;
-    ticker_.cancel();
+    pacer_.stop();
   });
   const double window = meter.elapsed_seconds();
   // An ack is in flight as long as its message: in cluster mode it waits for
@@ -193,11 +171,7 @@ boost::json::object traffic::run() {
 
 boost::json::object traffic::results(const window_meter& meter) const {
   boost::json::object out;
-  out["mode"] = open_loop() ? "open" : "closed";
-  if (open_loop())
-    out["offered_per_s"] = opts_.rate;
-  else
-    out["window"] = opts_.window;
+  report_load(out, opts_);
   out["connections"] = peers_.size();
   out["sent"] = sent_;
   out["unsent"] = unsent_; // due while its connection was down
@@ -207,10 +181,7 @@ boost::json::object traffic::results(const window_meter& meter) const {
   out["order_violations"] = order_violations_;
   out["acks"] = acks_;
   out["acks_offline"] = acks_offline_;
-  out["error_frames"] = error_frames_;
-  out["stray_frames"] = strays_;
-  clients_.report_failures(out);
-  out["errors"] = error_frames_ + strays_ + clients_.failures();
+  clients_.report_errors(out, error_frames_, strays_);
   out["latency_us"] = latency_.summary(1000);
   out["measured"] = meter.finish(received_);
   return out;
@@ -219,11 +190,7 @@ boost::json::object traffic::results(const window_meter& meter) const {
 } // namespace
 
 boost::json::object run_traffic(const options& opts) {
-  io_runner io;
-  traffic scenario(io, opts);
-  auto results = scenario.run();
-  io.stop(); // before the scenario's sockets and timers go
-  return results;
+  return run_on_own_loop<traffic>(opts);
 }
 
 } // namespace bench

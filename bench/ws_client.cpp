@@ -209,7 +209,7 @@ void ws_client::on_message(std::string_view text) {
   if (text.substr(0, welcome_prefix.size()) != welcome_prefix)
     return end("first frame is not a welcome");
   welcomed_ = true;
-  events_.on_welcome(*this);
+  events_.on_welcome(*this, text);
 }
 
 void ws_client::send_text(std::string_view payload) {

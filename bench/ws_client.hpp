@@ -32,7 +32,7 @@ public:
   class listener {
   public:
     // The node's welcome frame arrived: the connection is registered.
-    virtual void on_welcome(ws_client& client) = 0;
+    virtual void on_welcome(ws_client& client, std::string_view welcome) = 0;
     // Every later text frame.
     virtual void on_text(ws_client& client, std::string_view frame) = 0;
     // The connection is over: `why` is "closed" after close() completed,

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from hubnode_testing import REPO, wait_ready
+from hubnode_testing import REPO, http, poll_until, wait_ready
 
 BENCH = os.environ.get("HUBNODE_BENCH") or str(REPO / "build" / "bench" / "hubnode-bench")
 COLLECT = REPO / "bench" / "collect.py"
@@ -169,6 +169,95 @@ def test_storm_standalone_without_flaps(start_node):
     check_storm(r, "watcher")
 
 
+def check_fanout(r, subscribers, mode):
+    check_common(r, "fanout")
+    has(r, "connect", "subscribe", "publishing", "mode", "subscribers", "publications",
+        "published", "deliveries", "expected_deliveries", "losses", "order_violations",
+        "errors", "latency_us", "measured", "deliveries_per_s", "publications_per_s")
+    assert (r["mode"], r["subscribers"]) == (mode, subscribers), "mode, subscribers"
+    assert r["subscribe"]["subscribers_subscribed"] == subscribers, f"subscribed: {r}"
+    assert r["publishing"] is True, "publisher subscribed and publishing"
+    assert r["publications"] > 0, f"nothing published: {r}"
+    assert r["published"] == r["publications"], "every publication answered"
+    assert r["deliveries"] == r["expected_deliveries"] == r["published"] * subscribers, (
+        "every publication delivered to every subscriber")
+    assert (r["losses"], r["order_violations"], r["errors"]) == (0, 0, 0), (
+        "losses, order violations, errors")
+    assert r["latency_us"]["count"] == r["deliveries"], "latency samples"
+    has(r["measured"], "node_cpu_us_per_msg", "node_user_us_per_msg", "node_sys_us_per_msg",
+        "generator_cpu_us_per_msg", what="measured")
+
+
+@pytest.mark.timeout(120)
+def test_fanout_closed_loop(start_node):
+    n = start_node(*FAST)
+    r = bench("fanout", url(n), f"--pid={n.pid}", "--connections=20", "--duration=1",
+              "--window=4")
+    check_fanout(r, 20, "closed")
+
+
+@pytest.mark.timeout(120)
+def test_fanout_open_loop(start_node):
+    n = start_node(*FAST)
+    r = bench("fanout", url(n), f"--pid={n.pid}", "--connections=20", "--duration=1",
+              "--rate=50", "--size=100")
+    check_fanout(r, 20, "open")
+    assert r["offered_per_s"] == 50, "offered_per_s"
+
+
+def check_recover(r, users, backlog):
+    check_common(r, "recover")
+    has(r, "connect", "positions", "disconnect", "backlog", "users", "welcomed",
+        "recovered_true", "recovered_false", "all_recovered", "seconds_to_all_recovered",
+        "recovered_after_us", "exact", "missing", "extra", "failures", "errors", "measured",
+        "node_rss_kib")
+    assert r["positions"] == users, "every first welcome carried a position"
+    assert r["disconnect"]["closed"] == users, "users disconnected"
+    assert r["backlog"]["acks"] == users * backlog, "backlog acked"
+    assert (r["all_recovered"], r["recovered_true"], r["exact"]) == (True, users, users), (
+        f"recovered exactly: {r}")
+    assert (r["missing"], r["extra"], r["errors"]) == (0, 0, 0), "missing, extra, errors"
+    assert r["recovered_after_us"]["count"] == users, "recovery samples"
+    assert r["seconds_to_all_recovered"] >= 0, "time until all recovered"
+
+
+@pytest.mark.timeout(120)
+def test_recover_standalone(start_node):
+    n = start_node(*FAST)
+    r = bench("recover", url(n), f"--pid={n.pid}", "--connections=20", "--backlog=5")
+    check_recover(r, 20, 5)
+
+
+@pytest.mark.timeout(180)
+def test_fanout_and_recover_across_nodes(redis_server, cluster_node, key_prefix):
+    _, args = two_nodes(cluster_node, redis_server, key_prefix)
+    r = bench("fanout", *args, "--connections=20", "--duration=1", "--window=4")
+    check_fanout(r, 20, "closed")
+    r = bench("recover", *args, "--connections=20", "--backlog=5")
+    check_recover(r, 20, 5)
+    has(r, "redis")
+    has(r["redis"], "backlog_cpu_s", "reconnect_cpu_s", "used_memory_before_backlog",
+        "used_memory_after_backlog", what="redis")
+    assert r["redis"]["used_memory_after_backlog"] > r["redis"]["used_memory_before_backlog"], (
+        "the backlog is kept in Redis")
+
+
+@pytest.mark.timeout(180)
+def test_fanout_reports_refused_subscribes(redis_server, cluster_node, key_prefix):
+    # With Redis down the nodes answer every subscribe `unavailable`: the run
+    # must say so and end, not publish into nothing or wait for deliveries.
+    nodes, args = two_nodes(cluster_node, redis_server, key_prefix)
+    redis_server.stop()
+    poll_until(lambda: all(http(n, "GET", "/healthz").json()["redis"] == "down"
+                           for n in nodes), 5.0, what="both nodes see Redis down")
+    r = bench("fanout", *[a for a in args if not a.startswith("--redis")],
+              "--connections=20", "--duration=0.5")
+    assert r["publishing"] is False, "no publishing without a subscription"
+    assert r["subscribe"]["error_codes"] == {"unavailable": 21}, "subscribe refusals by code"
+    assert (r["publications"], r["deliveries"]) == (0, 0), "nothing published"
+    assert r["errors"] == 21, "every refusal counted as an error"
+
+
 def collect(*args):
     """Runs bench/collect.py as bench/run.sh does; returns its stdout lines."""
     p = subprocess.run([sys.executable, str(COLLECT), *map(str, args)],
@@ -186,6 +275,9 @@ def test_suite_summary_reports_each_target(start_node, tmp_path):
         "pairs-open-200": ("pairs", "--connections=20", "--duration=1", "--rate=200"),
         "churn": ("churn", "--connections=20", "--duration=1", "--hold-ms=20"),
         "storm": ("storm", "--connections=20", "--jitter-ms=50"),
+        "fanout-rate": ("fanout", "--connections=20", "--duration=1", "--rate=20"),
+        "fanout-closed": ("fanout", "--connections=20", "--duration=1", "--window=4"),
+        "recover": ("recover", "--connections=20", "--backlog=5"),
     }
     n = start_node(*FAST, f"--presence.grace-period={LONG_GRACE}")
     for name, (scenario, *args) in runs.items():
@@ -197,23 +289,37 @@ def test_suite_summary_reports_each_target(start_node, tmp_path):
     r = bench("pairs", url(n), f"--pid={n.pid}", "--connections=20", "--duration=1",
               f"--rate={half[0]}")
     (tmp_path / "pairs-open-half-max.json").write_text(json.dumps(r))
+    fanout_half = collect("--half-rate", tmp_path / "fanout-closed.json")
+    fanout_closed = json.loads((tmp_path / "fanout-closed.json").read_text())
+    assert fanout_half == [str(int(fanout_closed["publications_per_s"] // 2))], (
+        "half the fanout closed-loop publications/s")
+    r = bench("fanout", url(n), f"--pid={n.pid}", "--connections=20", "--duration=1",
+              f"--rate={fanout_half[0]}")
+    (tmp_path / "fanout-open-half-max.json").write_text(json.dumps(r))
     printed = collect(tmp_path)
     targets = json.loads((tmp_path / "targets.json").read_text())
     results = json.loads((tmp_path / "results.json").read_text())
     latency_rows = (tmp_path / "latency.tsv").read_text().splitlines()[1:]
-    assert sorted(results) == sorted([*runs, "pairs-open-half-max"]), "runs in results.json"
+    assert sorted(results) == sorted([*runs, "pairs-open-half-max", "fanout-open-half-max"]), (
+        "runs in results.json")
     assert len(latency_rows) == 2, "open-loop rows in latency.tsv"
     for t in targets:
         assert sorted(t) == ["figure", "holds", "target"], "fields of a target"
     by_target = {}
     for t in targets:
         by_target.setdefault(t["target"], []).append(t)
-    assert sorted(by_target) == ["latency", "memory", "presence", "throughput"], "targets reported"
+    assert sorted(by_target) == ["fanout", "latency", "memory", "presence", "recovery",
+                                 "throughput"], "targets reported"
     assert isinstance(by_target["memory"][0]["holds"], bool), f"memory verdict: {targets}"
     assert any("half the closed-loop maximum" in t["figure"] and isinstance(t["holds"], bool)
                for t in by_target["latency"]), f"latency at half the maximum: {targets}"
     assert [t["holds"] for t in by_target["presence"]] == [True, True], (
         "presence holds in churn and storm")
+    assert [t["holds"] for t in by_target["fanout"]] == [True, None], (
+        "fanout closed loop exact; the fixed rate a figure")
+    assert any(t["figure"].startswith("fanout") and isinstance(t["holds"], bool)
+               for t in by_target["latency"]), f"fanout latency at half the maximum: {targets}"
+    assert isinstance(by_target["recovery"][0]["holds"], bool), f"recovery verdict: {targets}"
     assert len(printed) == len(targets), "one printed line per target"
 
 
