@@ -120,6 +120,9 @@ private:
   bool replay(reader& r, const stream_read& read, Deliver& deliver);
   template <class Lost>
   void switch_epoch(std::string_view epoch, Lost& lost);
+  // Delivers r's buffer from its last offset; false on a gap.
+  template <class Deliver>
+  bool catch_up(reader& r, Deliver& deliver);
 
   bool drop_lost_;
   std::string epoch_;
@@ -176,6 +179,11 @@ bool stream_feed::replay(reader& r, const stream_read& read, Deliver& deliver) {
       return false;
   if (r.last < read.top.offset)
     return false;
+  return catch_up(r, deliver);
+}
+
+template <class Deliver>
+bool stream_feed::catch_up(reader& r, Deliver& deliver) {
   // Entries of another epoch in the buffer were published before the read
   // (or the stream was lost again after it, which the next entry shows).
   for (auto& b : *r.buffer)
@@ -203,9 +211,15 @@ void stream_feed::settle(ticket held, const stream_read& read,
     if (mine) {
       if (r.last == unpositioned)
         r.last = read.top.offset;
-      if (!replay(r, read, deliver) && !lose(r, lost))
-        continue;
-      r.last = std::max(r.last, read.top.offset);
+      if (!replay(r, read, deliver)) {
+        auto reached = std::max(r.last, read.top.offset);
+        if (!lose(r, lost))
+          continue;
+        // It goes on after the gap, with what the feed brought since the
+        // read: those entries come no other way.
+        r.last = reached;
+        catch_up(r, deliver);
+      }
       r.held = 0;
       r.buffer.reset();
     }

@@ -96,6 +96,9 @@ struct probe_log {
   int sweeps = 0;
   int shutdowns = 0;
   std::vector<std::pair<user_id, bool>> changes;
+  // The channels whose subscription the channels actor ended (the frame is
+  // in `delivered` too).
+  std::vector<std::string> ended;
 };
 
 // A connection actor reduced to a recorder. A real connection quits on
@@ -121,7 +124,8 @@ probe(connection_actor::pointer self, std::shared_ptr<probe_log> log, bool stubb
       },
       [](expire_atom) {},
       [](flush_atom) {},
-      [log](ended_atom, const std::string&, const payload& frame) {
+      [log](ended_atom, const std::string& channel, const payload& frame) {
+        log->ended.push_back(channel);
         log->delivered.push_back(frame);
       },
   };

@@ -1,12 +1,14 @@
 #include "src/base/log.hpp"
 
 #include "actors/channels.hpp"
+#include "actors/cluster_channels.hpp"
 #include "actors/connection.hpp"
 #include "actors/hub.hpp"
 #include "actors/presence.hpp"
 #include "src/wire/channel_name.hpp"
 #include "src/wire/protocol.hpp"
 #include "tests/unit/actor_fixture.hpp"
+#include "tests/unit/stream_helpers.hpp"
 
 using namespace hubnode;
 using namespace hubnode::test;
@@ -145,14 +147,6 @@ struct channels_fixture : actor_fixture {
 
   std::vector<connection_actor> probes;
 };
-
-offsets publication_offsets(const probe_log& log) {
-  offsets result;
-  for (auto& frame : log.delivered)
-    if (type_of(frame) == "publication")
-      result.push_back(parse(frame).at("offset").as_int64());
-  return result;
-}
 
 boost::json::object first(const probe_log& log) {
   REQUIRE(!log.delivered.empty());
@@ -376,11 +370,14 @@ TEST_CASE_FIXTURE(connection_channels_fixture,
 }
 
 TEST_CASE_FIXTURE(connection_channels_fixture,
-                  "connection: without a channels actor (cluster mode) unavailable") {
-  auto [socket, conn] = open(channels_actor{});
+                  "connection: in cluster mode with Redis down a subscribe ends "
+                  "unavailable") {
+  // Redis down from the start: the channels actor asks its cluster nothing.
+  auto [socket, conn] = open(spawn_cluster_channels(sys, settings(), {}, st));
   using k = inbound::kind;
-  send(conn, frame_atom::value,
-       inbound_batch{request(k::subscribe, "c"), request(k::publish, "c")});
+  send(conn, frame_atom::value, inbound_batch{request(k::subscribe, "c")});
+  // The subscription ended: the connection no longer holds it.
+  send(conn, frame_atom::value, inbound_batch{request(k::publish, "c")});
   CHECK(answers(*socket) == strings{"unavailable", "not_subscribed"});
   kill(conn);
 }

@@ -34,6 +34,33 @@ redis_reply integer(std::int64_t value) {
   return result;
 }
 
+redis_reply text(std::string value) {
+  redis_reply result;
+  result.type = redis_reply::kind::string;
+  result.str = std::move(value);
+  return result;
+}
+
+redis_reply array(std::vector<redis_reply> elements) {
+  redis_reply result;
+  result.type = redis_reply::kind::array;
+  result.elements = std::move(elements);
+  return result;
+}
+
+// A frame as the hub publishes it: the append script writes its offset.
+const std::string message = R"({"type":"message","offset":0,"data":1})";
+
+// The append script's reply: {offset, epoch, receivers}.
+redis_reply appended(std::int64_t offset, std::int64_t receivers) {
+  return array({integer(offset), text("E"), integer(receivers)});
+}
+
+// The read script's reply: {epoch, top, id, frame, ...}.
+redis_reply read_reply(std::int64_t top) {
+  return array({text("E"), integer(top)});
+}
+
 redis_actor::behavior_type fake_redis(redis_actor::pointer,
                                       std::shared_ptr<redis_log> log) {
   return {
@@ -250,43 +277,65 @@ TEST_CASE_FIXTURE(cluster_fixture,
 }
 
 TEST_CASE_FIXTURE(cluster_fixture,
-                  "cluster: publish is one pipeline of PUBLISH and SISMEMBER") {
-  log->answers.push_back({integer(1), integer(0)});
-  CHECK(publish(42, R"({"type":"message"})") == true);
+                  "cluster: publish is one pipeline of the append script and "
+                  "SISMEMBER") {
+  log->answers.push_back({appended(1, 1), integer(0)});
+  CHECK(publish(42, message) == true);
   REQUIRE(log->pipelines.size() == 1);
-  CHECK(log->pipelines[0] ==
-        redis_pipeline{{"PUBLISH", "hp:user:42", "n1\n{\"type\":\"message\"}"},
-                       {"SISMEMBER", "hp:online", "42"}});
+  auto& pipeline = log->pipelines[0];
+  REQUIRE(pipeline.size() == 2);
+  auto& append = pipeline[0];
+  REQUIRE(append.size() == 11);
+  CHECK(append[0] == "EVALSCRIPT");
+  CHECK(append[1] == stream_scripts::append_lua);
+  CHECK(strings(append.begin() + 2, append.begin() + 5) ==
+        strings{"2", "hp:{u:42}:log", "hp:{u:42}:meta"});
+  // a new epoch of this node's, should the stream have none
+  CHECK(append[5].rfind("n1-", 0) == 0);
+  // the frame around its offset, which the script writes in
+  CHECK(append[6] + "7" + append[7] == R"({"type":"message","offset":7,"data":1})");
+  CHECK(append[8] == std::to_string(make_hub_settings(node_options{}).history_user_size));
+  CHECK(append[10] == "hp:user:42");
+  CHECK(pipeline[1] == redis_command{"SISMEMBER", "hp:online", "42"});
   CHECK(st.messages_remote == 1);
   CHECK(st.messages_dropped[static_cast<int>(drop_reason::redis_down)] == 0);
 }
 
-TEST_CASE_FIXTURE(cluster_fixture, "cluster: publish answers online from either reply") {
-  log->answers.push_back({integer(0), integer(0)});
-  CHECK(publish(42, "{}") == false);
-  log->answers.push_back({integer(0), integer(1)});
-  CHECK(publish(42, "{}") == true);
-  log->answers.push_back({integer(3), integer(0)});
-  CHECK(publish(42, "{}") == true);
+TEST_CASE_FIXTURE(cluster_fixture,
+                  "cluster: publish answers online from the receivers or P`online`") {
+  log->answers.push_back({appended(1, 0), integer(0)});
+  CHECK(publish(42, message) == false);
+  log->answers.push_back({appended(2, 0), integer(1)});
+  CHECK(publish(42, message) == true);
+  log->answers.push_back({appended(3, 3), integer(0)});
+  CHECK(publish(42, message) == true);
   CHECK(st.messages_remote == 3);
 }
 
 TEST_CASE_FIXTURE(cluster_fixture, "cluster: this node is no receiver of its own") {
   send(cluster, subscribe_atom::value, user_id{42});
   // the only receiver is this node's own subscription
-  log->answers.push_back({integer(1), integer(0)});
-  CHECK(publish(42, "{}") == false);
-  log->answers.push_back({integer(2), integer(0)});
-  CHECK(publish(42, "{}") == true);
+  log->answers.push_back({appended(1, 1), integer(0)});
+  CHECK(publish(42, message) == false);
+  log->answers.push_back({appended(2, 2), integer(0)});
+  CHECK(publish(42, message) == true);
 }
 
-TEST_CASE_FIXTURE(cluster_fixture, "cluster: a failed publish is a drop, not an error") {
-  CHECK(publish(42, "{}") == false); // the fake answers an error
+TEST_CASE_FIXTURE(cluster_fixture,
+                  "cluster: a failed append is a drop, answered not stored") {
+  auto stored = [&] {
+    auto reply = request<bool, bool>(cluster, publish_atom::value, user_id{42},
+                                     make_payload(message));
+    REQUIRE(reply->has_value());
+    CHECK_FALSE(std::get<1>(**reply));
+    return std::get<0>(**reply);
+  };
   redis_reply err;
   err.type = redis_reply::kind::error;
   err.str = "LOADING";
+  CHECK_FALSE(stored()); // the fake answers an error when it has no answer
   log->answers.push_back({err, integer(1)});
-  CHECK(publish(42, "{}") == false);
+  CHECK_FALSE(stored());
   CHECK(log->pipelines.size() == 2);
   CHECK(st.messages_remote == 0);
   CHECK(st.messages_dropped[static_cast<int>(drop_reason::redis_down)] == 2);
@@ -294,53 +343,71 @@ TEST_CASE_FIXTURE(cluster_fixture, "cluster: a failed publish is a drop, not an 
 
 TEST_CASE_FIXTURE(
     cluster_fixture,
-    "cluster: publishes during a round trip share the next pipeline, in order") {
-  log->answers.push_back({integer(1), integer(1)});
-  log->answers.push_back({integer(0), integer(1), integer(0), integer(0)});
+    "cluster: publishes and reads during a round trip share the next pipeline, in "
+    "order") {
+  log->answers.push_back({appended(1, 1), integer(1)});
+  log->answers.push_back(
+      {appended(2, 1), integer(1), read_reply(2), appended(3, 0), integer(0)});
   std::vector<std::optional<bool>> online(3);
-  // All three are in the cluster's mailbox before it runs.
-  for (int i = 0; i < 3; ++i)
+  std::optional<std::uint64_t> top;
+  // All four are in the cluster's mailbox before it runs.
+  auto publish_one = [&](int i) {
     sys.spawn([&online, i, this](caf::event_based_actor* asker) {
       asker
           ->request(cluster, caf::infinite, publish_atom::value, user_id{42},
-                    make_payload(std::to_string(i)))
+                    make_payload(R"({"offset":0,"n":)" + std::to_string(i) + "}"))
           .then([&online, i](bool, bool answer) { online[i] = answer; },
                 [](caf::error& err) { FAIL(to_string(err)); });
     });
+  };
+  publish_one(0);
+  publish_one(1);
+  sys.spawn([&top, this](caf::event_based_actor* asker) {
+    asker->request(cluster, caf::infinite, read_atom::value, user_id{42}, read_request{})
+        .then([&top](const stream_read& read) { top = read.top.offset; },
+              [](caf::error& err) { FAIL(to_string(err)); });
+  });
+  publish_one(2);
   run();
   REQUIRE(log->pipelines.size() == 2);
   REQUIRE(log->pipelines[0].size() == 2);
-  CHECK(log->pipelines[0][0][2] == "n1\n0");
-  REQUIRE(log->pipelines[1].size() == 4);
-  CHECK(log->pipelines[1][0][2] == "n1\n1");
+  CHECK(log->pipelines[0][0][6] == R"({"offset":)");
+  CHECK(log->pipelines[0][0][7] == R"(,"n":0})");
+  REQUIRE(log->pipelines[1].size() == 5);
+  CHECK(log->pipelines[1][0][7] == R"(,"n":1})");
   CHECK(log->pipelines[1][1][0] == "SISMEMBER");
-  CHECK(log->pipelines[1][2][2] == "n1\n2");
+  CHECK(log->pipelines[1][2][1] == stream_scripts::read_lua);
+  CHECK(log->pipelines[1][3][7] == R"(,"n":2})");
   CHECK(online == std::vector<std::optional<bool>>{true, true, false});
+  CHECK(top == 2u);
 }
 
 TEST_CASE_FIXTURE(cluster_fixture,
-                  "cluster: a message from another node reaches the hub") {
+                  "cluster: an entry from another node reaches the hub with its epoch "
+                  "and offset") {
+  send(hub, cluster_atom::value, cluster);
+  log->answers.push_back({read_reply(0)}); // the welcome's read
   auto conn = join(7);
-  remote("hp:user:7", "n2\n{\"type\":\"message\",\"data\":1}");
-  REQUIRE(conn->delivered.size() == 1);
-  CHECK(*conn->delivered[0] == "{\"type\":\"message\",\"data\":1}");
-  CHECK(st.messages_delivered == 1);
-}
-
-TEST_CASE_FIXTURE(cluster_fixture, "cluster: a message of this node's own is dropped") {
-  auto conn = join(7);
-  remote("hp:user:7", "n1\n{\"type\":\"message\"}");
-  CHECK(conn->delivered.empty());
-  CHECK(st.messages_delivered == 0);
+  remote("hp:user:7", "E\n1\n{\"type\":\"message\",\"offset\":1}");
+  remote("hp:user:7", "E\n1\n{\"type\":\"message\",\"offset\":1}"); // once only
+  remote("hp:user:7", "E\n2\n{\"type\":\"message\",\"offset\":2}");
+  REQUIRE(conn->delivered.size() == 2);
+  CHECK(*conn->delivered[0] == "{\"type\":\"message\",\"offset\":1}");
+  CHECK(*conn->delivered[1] == "{\"type\":\"message\",\"offset\":2}");
+  CHECK(st.messages_delivered == 2);
 }
 
 TEST_CASE_FIXTURE(cluster_fixture, "cluster: malformed user messages are dropped") {
+  send(hub, cluster_atom::value, cluster);
+  log->answers.push_back({read_reply(0)});
   auto conn = join(7);
   remote("hp:user:7", "no separator");
-  remote("hp:user:x7", "n2\n{}");
-  remote("hp:user:", "n2\n{}");
-  remote("hp:user:7", "\n{}");
-  remote("other:user:7", "n2\n{}");
+  remote("hp:user:7", "E\n{}");
+  remote("hp:user:7", "E\nx\n{}");
+  remote("hp:user:x7", "E\n1\n{}");
+  remote("hp:user:", "E\n1\n{}");
+  remote("hp:user:7", "\n1\n{}");
+  remote("other:user:7", "E\n1\n{}");
   CHECK(conn->delivered.empty());
 }
 
@@ -360,11 +427,25 @@ TEST_CASE_FIXTURE(cluster_fixture, "cluster: malformed presence events are dropp
   CHECK(log->events.empty());
 }
 
-TEST_CASE_FIXTURE(cluster_fixture, "cluster: redis state changes are only logged") {
+TEST_CASE_FIXTURE(cluster_fixture,
+                  "cluster: the pub/sub link back makes the hub read what it missed") {
+  send(hub, cluster_atom::value, cluster);
+  log->answers.push_back({read_reply(0)}); // the welcome's read
+  auto conn = join(7);
   send(cluster, redis_state_atom::value, false);
+  CHECK(log->pipelines.size() == 1);
+  log->answers.push_back(
+      {array({text("E"), integer(1), integer(1), text("{\"offset\":1}")})});
   send(cluster, redis_state_atom::value, true);
-  CHECK(log->subscribed.size() == 1);
-  CHECK(log->pipelines.empty());
+  REQUIRE(log->pipelines.size() == 2);
+  auto& read = log->pipelines[1].at(0);
+  CHECK(read[1] == stream_scripts::read_lua);
+  CHECK(read[3] == "hp:{u:7}:log");
+  CHECK(read[7] == "0"); // after the connection's last offset
+  REQUIRE(conn->delivered.size() == 1);
+  CHECK(*conn->delivered[0] == "{\"offset\":1}");
+  // The subscriber subscribes again by itself: nothing asked of it.
+  CHECK(log->subscribed.size() == 2);
 }
 
 TEST_CASE_FIXTURE(cluster_fixture, "cluster: its subscriber ends with it") {

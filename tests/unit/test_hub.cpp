@@ -5,6 +5,7 @@
 #include "src/base/clock.hpp"
 #include "src/base/incarnation.hpp"
 #include "tests/unit/actor_fixture.hpp"
+#include "tests/unit/stream_helpers.hpp"
 
 using namespace hubnode;
 using namespace hubnode::test;
@@ -13,6 +14,24 @@ using namespace std::chrono_literals;
 namespace {
 
 using registration = std::tuple<admission, welcome_info>;
+
+std::vector<std::uint64_t> offsets_of(const std::vector<payload>& frames) {
+  std::vector<std::uint64_t> result;
+  for (auto& frame : frames)
+    result.push_back(boost::json::value_to<std::uint64_t>(parse(frame).at("offset")));
+  return result;
+}
+
+using offsets = std::vector<std::uint64_t>;
+
+// A message frame of a user stream at `offset`.
+payload message_at(std::uint64_t offset) {
+  return make_payload(R"({"type":"message","offset":)" + std::to_string(offset) + "}");
+}
+
+stream_read read_at(std::string epoch, std::uint64_t top, const offsets& kept = {}) {
+  return read_of(std::move(epoch), top, kept, message_at);
+}
 
 struct hub_fixture : actor_fixture {
   presence_actor presence = spawn_presence(sys, presence_with_grace(100ms), st);
@@ -268,10 +287,39 @@ struct cluster_log {
   std::vector<std::string> events;
   std::vector<std::pair<user_id, payload>> published;
   bool online_elsewhere = false;
+  // Whether the append stores what the hub publishes (Redis is up).
+  bool stored = true;
+  std::vector<read_request> reads;
+  // The answers to the next reads, in order; the stream's top when none.
+  std::vector<stream_read> answers;
+  // Reads the stand-in holds until the test releases them.
+  bool hold_reads = false;
+  std::vector<caf::typed_response_promise<stream_read>> held;
 };
 
-cluster_actor::behavior_type fake_cluster(cluster_actor::pointer,
-                                          std::shared_ptr<cluster_log> log) {
+// The test's answer to the i-th held read: promises are delivered from
+// inside their actor.
+using release_atom = caf::atom_constant<caf::atom("release")>;
+using fake_cluster_actor =
+    cluster_actor::extend<caf::reacts_to<release_atom, std::size_t, stream_read>>;
+
+caf::result<stream_read> read_answer(fake_cluster_actor::pointer self,
+                                     const std::shared_ptr<cluster_log>& log,
+                                     const read_request& req) {
+  log->reads.push_back(req);
+  if (log->hold_reads) {
+    log->held.push_back(self->make_response_promise<stream_read>());
+    return log->held.back();
+  }
+  if (log->answers.empty())
+    return read_at("E", 0);
+  auto answer = std::move(log->answers.front());
+  log->answers.erase(log->answers.begin());
+  return answer;
+}
+
+fake_cluster_actor::behavior_type fake_cluster(fake_cluster_actor::pointer self,
+                                               std::shared_ptr<cluster_log> log) {
   return {
       [log](subscribe_atom, user_id user) {
         log->events.push_back("subscribe " + std::to_string(user));
@@ -282,28 +330,37 @@ cluster_actor::behavior_type fake_cluster(cluster_actor::pointer,
       },
       [log](publish_atom, user_id user, const payload& frame) {
         log->published.emplace_back(user, frame);
-        return caf::make_result(true, log->online_elsewhere);
+        return caf::make_result(log->stored, log->online_elsewhere);
       },
       [](subscribe_atom, const std::string&) { return true; },
       [](unsub_atom, const std::string&) {},
       [](publish_atom, const std::string&, const payload&) { return std::uint64_t{0}; },
-      [](read_atom, user_id, const read_request&) {
-        return stream_read{{"E", 0}, {}};
+      [self, log](read_atom, user_id, const read_request& req) {
+        return read_answer(self, log, req);
       },
-      [](read_atom, const std::string&, const read_request&) {
-        return stream_read{{"E", 0}, {}};
-      },
+      [](read_atom, const std::string&, const read_request&) { return read_at("E", 0); },
       [](feed_atom, const cluster_channels_actor&) {},
       [](remote_atom, const std::string&, const std::string&) {},
       [](redis_state_atom, bool) {},
+      [log](release_atom, std::size_t i, const stream_read& read) {
+        // Moved out, so that no promise keeps its actor alive.
+        auto rp = std::move(log->held.at(i));
+        rp.deliver(read);
+      },
   };
 }
 
 struct hub_cluster_fixture : hub_fixture {
   std::shared_ptr<cluster_log> log = std::make_shared<cluster_log>();
-  cluster_actor cluster = sys.spawn(fake_cluster, log);
+  fake_cluster_actor cluster = sys.spawn(fake_cluster, log);
 
-  hub_cluster_fixture() { send(hub, cluster_atom::value, cluster); }
+  hub_cluster_fixture() { send(hub, cluster_atom::value, cluster_actor{cluster}); }
+
+  // An entry of user 7's stream from the feed.
+  void feed(std::uint64_t offset, std::string epoch = "E") {
+    send(hub, remote_atom::value, user_id{7}, std::move(epoch),
+         stream_entry{offset, message_at(offset)});
+  }
 
   // Registers and records the answer in the same sequence as the subscriptions.
   connection_actor join_logged(user_id user) {
@@ -348,20 +405,40 @@ TEST_CASE_FIXTURE(hub_cluster_fixture, "hub: unsubscribes when the last one is g
 }
 
 TEST_CASE_FIXTURE(hub_cluster_fixture,
-                  "hub: cluster route delivers locally and publishes once") {
+                  "hub: a cluster route is published once and delivered from the feed") {
   auto [a, log_a] = join(7);
   auto [b, log_b] = join(7);
   auto [id, online] = route(7, R"({"x":1})");
   CHECK(id == "n1-i1-m1");
   CHECK(online); // local connections, whatever the cluster says
-  REQUIRE(log_a->delivered.size() == 1);
-  REQUIRE(log_b->delivered.size() == 1);
-  CHECK(st.messages_delivered == 2);
   REQUIRE(log->published.size() == 1);
   CHECK(log->published[0].first == 7);
-  // the very frame the local connections got
-  CHECK(log->published[0].second == log_a->delivered[0]);
-  CHECK(parse(log->published[0].second).at("id") == "n1-i1-m1");
+  auto sent = parse(log->published[0].second);
+  CHECK(sent.at("id") == "n1-i1-m1");
+  CHECK(sent.at("offset") == 0); // the append script writes it
+  // Not before Redis gave it its offset: every node delivers from the feed.
+  CHECK(log_a->delivered.empty());
+  CHECK(log_b->delivered.empty());
+  feed(1);
+  REQUIRE(log_a->delivered.size() == 1);
+  CHECK(log_b->delivered == log_a->delivered);
+  CHECK(st.messages_delivered == 2);
+}
+
+TEST_CASE_FIXTURE(hub_cluster_fixture,
+                  "hub: a route not stored is delivered here without an offset") {
+  log->stored = false;
+  auto [a, log_a] = join(7);
+  auto [id, online] = route(7, R"({"x":1})");
+  CHECK(online);
+  REQUIRE(log_a->delivered.size() == 1);
+  auto frame = parse(log_a->delivered[0]);
+  CHECK(frame.at("id") == id.c_str());
+  CHECK(frame.at("data") == boost::json::parse(R"({"x":1})"));
+  CHECK_FALSE(frame.contains("offset"));
+  CHECK(st.messages_delivered == 1);
+  // Not stored and no connection here: the cluster's word decides.
+  CHECK_FALSE(std::get<1>(route(9, "1")));
 }
 
 TEST_CASE_FIXTURE(hub_cluster_fixture,
@@ -392,9 +469,9 @@ TEST_CASE_FIXTURE(hub_cluster_fixture,
   auto frame = make_payload(R"({"type":"message","offset":1,"data":1})");
   send(hub, remote_atom::value, user_id{7}, std::string{"E"}, stream_entry{1, frame});
   send(hub, remote_atom::value, user_id{9}, std::string{"E"}, stream_entry{1, frame});
-  REQUIRE(log_a->delivered.size() == 2); // the welcome's position is read first
-  CHECK(log_a->delivered[1] == frame);
-  CHECK(log_b->delivered.size() == 2);
+  REQUIRE(log_a->delivered.size() == 1);
+  CHECK(log_a->delivered[0] == frame);
+  CHECK(log_b->delivered == log_a->delivered);
   CHECK(st.messages_delivered == 2);
   CHECK(log->published.empty());
 }
@@ -409,15 +486,6 @@ TEST_CASE_FIXTURE(hub_fixture, "hub: standalone routes never need a cluster") {
 // -- user streams (SPEC section 8) -------------------------------------------------
 
 namespace {
-
-std::vector<std::uint64_t> offsets_of(const std::vector<payload>& frames) {
-  std::vector<std::uint64_t> result;
-  for (auto& frame : frames)
-    result.push_back(boost::json::value_to<std::uint64_t>(parse(frame).at("offset")));
-  return result;
-}
-
-using offsets = std::vector<std::uint64_t>;
 
 struct hub_streams_fixture : hub_fixture {
   // A connection registered with `recover`: its welcome and what it got.
@@ -513,13 +581,85 @@ TEST_CASE_FIXTURE(hub_streams_fixture, "hub: an expired stream starts a new epoc
   CHECK(again.position->offset == 0);
 }
 
-TEST_CASE_FIXTURE(hub_cluster_fixture, "hub: cluster mode has no streams yet") {
+TEST_CASE_FIXTURE(hub_cluster_fixture,
+                  "hub: the cluster welcome carries the stream's position from Redis") {
+  log->answers.push_back(read_at("E-9", 4));
   auto conn = spawn_probe(std::make_shared<probe_log>());
-  auto [verdict, info] = register_as(7, conn, stream_position{"e", 0});
+  auto [verdict, info] = register_as(7, conn);
+  CHECK(verdict == admission::admitted);
+  REQUIRE(info.position);
+  CHECK(info.position->epoch == "E-9");
+  CHECK(info.position->offset == 4);
+  CHECK_FALSE(info.recovered);
+  REQUIRE(log->reads.size() == 1);
+  CHECK_FALSE(log->reads[0].after);
+  CHECK(log->reads[0].count == 0);
+}
+
+TEST_CASE_FIXTURE(hub_cluster_fixture,
+                  "hub: a cluster recovery replays the missed entries before the "
+                  "answer") {
+  log->answers.push_back(read_at("E", 4, {2, 3, 4}));
+  auto conn_log = std::make_shared<probe_log>();
+  auto conn = spawn_probe(conn_log);
+  auto [verdict, info] = register_as(7, conn, stream_position{"E", 1});
+  CHECK(info.recovered == true);
+  CHECK(info.position->offset == 4);
+  REQUIRE(log->reads.size() == 1);
+  CHECK(log->reads[0].after == 1u);
+  CHECK(log->reads[0].count == cfg.recover_limit);
+  CHECK(offsets_of(conn_log->delivered) == offsets{2, 3, 4});
+  feed(5);
+  CHECK(offsets_of(conn_log->delivered) == offsets{2, 3, 4, 5});
+  CHECK(st.recovered == 1);
+}
+
+TEST_CASE_FIXTURE(hub_cluster_fixture,
+                  "hub: a cluster recovery from another epoch replays nothing") {
+  log->answers.push_back(read_at("E", 4));
+  auto conn_log = std::make_shared<probe_log>();
+  auto conn = spawn_probe(conn_log);
+  auto [verdict, info] = register_as(7, conn, stream_position{"old", 1});
   CHECK(info.recovered == false);
-  CHECK_FALSE(info.position);
-  route(7, "1");
-  REQUIRE(log->published.size() == 1);
-  CHECK_FALSE(parse(log->published[0].second).contains("offset"));
+  CHECK(info.position->offset == 4);
+  CHECK(conn_log->delivered.empty());
+  feed(5);
+  CHECK(offsets_of(conn_log->delivered) == offsets{5});
   CHECK(st.not_recovered == 1);
+}
+
+TEST_CASE_FIXTURE(hub_cluster_fixture,
+                  "hub: an entry of the feed during the welcome's read comes after "
+                  "the replay, once") {
+  log->hold_reads = true;
+  auto conn_log = std::make_shared<probe_log>();
+  auto conn = spawn_probe(conn_log);
+  auto answer = std::make_shared<std::optional<welcome_info>>();
+  sys.spawn([=](caf::event_based_actor* self) {
+    self->request(hub, caf::infinite, register_atom::value, user_id{7}, conn,
+                  recovery_request{stream_position{"E", 1}})
+        .then([answer](admission, const welcome_info& info) { answer->emplace(info); });
+  });
+  run();
+  REQUIRE(log->held.size() == 1);
+  // Appended before the read (so in its replay too) and after it.
+  feed(3);
+  feed(4);
+  CHECK(conn_log->delivered.empty());
+  CHECK_FALSE(answer->has_value());
+  send(cluster, release_atom::value, std::size_t{0}, read_at("E", 3, {2, 3}));
+  REQUIRE(answer->has_value());
+  CHECK((*answer)->recovered == true);
+  CHECK((*answer)->position->offset == 3);
+  CHECK(offsets_of(conn_log->delivered) == offsets{2, 3, 4});
+}
+
+TEST_CASE_FIXTURE(hub_cluster_fixture,
+                  "hub: a gap in the feed reads the missed entries again") {
+  auto [conn, conn_log] = join(7);
+  log->answers.push_back(read_at("E", 3, {1, 2, 3}));
+  feed(3);
+  REQUIRE(log->reads.size() == 2);
+  CHECK(log->reads[1].after == 0u);
+  CHECK(offsets_of(conn_log->delivered) == offsets{1, 2, 3});
 }
