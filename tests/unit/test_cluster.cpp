@@ -127,6 +127,14 @@ struct cluster_fixture : actor_fixture {
   fake_subscriber_actor subscriber;
   cluster_actor cluster = spawn();
 
+  // The tests that hand the hub this cluster make a cycle of handles
+  // (hub -> cluster -> hub): both end here so that neither outlives the test.
+  ~cluster_fixture() {
+    caf::anon_send_exit(hub, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(cluster, caf::exit_reason::user_shutdown);
+    run();
+  }
+
   static redis_settings make_settings() {
     redis_settings result;
     result.node_id = "n1";
