@@ -108,11 +108,14 @@ stream_feed* feed_of(channels_ptr self, const std::string& channel) {
   return i == self->state.feeds.end() ? nullptr : &i->second;
 }
 
+// The `error` of a subscribe or publish that Redis being down refuses.
+std::string unavailable(const channel_request& req) {
+  return protocol::error("unavailable", "Redis is down; try again", req.ref, req.has_ref);
+}
+
 void refuse_unavailable(channels_ptr self, const connection_actor& conn,
                         const channel_request& req) {
-  deliver(
-      self, conn,
-      protocol::error("unavailable", "Redis is down; try again", req.ref, req.has_ref));
+  deliver(self, conn, unavailable(req));
 }
 
 // A joining subscriber that cannot be served: Redis went down meanwhile.
@@ -123,9 +126,7 @@ void join_failed(channels_ptr self, const connection_actor& conn,
       forget_subscription(self, c.address(), req.channel);
     });
   drop_if_empty(self, req.channel);
-  self->send(conn, ended_atom::value, req.channel,
-             make_payload(protocol::error("unavailable", "Redis is down; try again",
-                                          req.ref, req.has_ref)));
+  end(self, conn, req.channel, unavailable(req));
 }
 
 // `subscribed`, then the replay and what the feed brought meanwhile.
@@ -167,9 +168,7 @@ void subscribe(channels_ptr self, const connection_actor& conn,
                const channel_request& req) {
   auto& st = self->state;
   if (!st.redis_up)
-    return end(
-        self, conn, req.channel,
-        protocol::error("unavailable", "Redis is down; try again", req.ref, req.has_ref));
+    return end(self, conn, req.channel, unavailable(req));
   auto [i, added] = st.feeds.try_emplace(req.channel, true);
   if (added)
     stats::add(st.st->channels_active, 1);

@@ -82,6 +82,12 @@ void deliver_entry(hub_ptr self, const connection_actor& conn, const payload& fr
   stats::bump(self->state.st->messages_delivered);
 }
 
+// What a user's feed calls for each entry a connection gets.
+auto deliver_to(hub_ptr self) {
+  return
+      [self](const connection_actor& c, const payload& f) { deliver_entry(self, c, f); };
+}
+
 // A user's connection goes on after entries it cannot get: the offsets
 // show the client the gap, and a reconnect with `recover` tells it more.
 void skip_lost(const connection_actor&) {}
@@ -100,10 +106,7 @@ void opened(hub_ptr self, user_id user, stream_feed::ticket held,
     if (*info.recovered)
       start = recover->offset;
   }
-  auto deliver = [self](const connection_actor& c, const payload& f) {
-    deliver_entry(self, c, f);
-  };
-  i->second.settle(held, read, start, deliver, skip_lost);
+  i->second.settle(held, read, start, deliver_to(self), skip_lost);
 }
 
 // Redis is down: no position, nothing recovered, and the connection takes
@@ -116,10 +119,7 @@ void opened_without_position(hub_ptr self, user_id user, stream_feed::ticket hel
   }
   auto i = self->state.feeds.find(user);
   if (i != self->state.feeds.end())
-    i->second.settle_unpositioned(held,
-                                  [self](const connection_actor& c, const payload& f) {
-                                    deliver_entry(self, c, f);
-                                  });
+    i->second.settle_unpositioned(held, deliver_to(self));
 }
 
 // Cluster mode: the stream's position (and the replay) is read once this
@@ -391,9 +391,7 @@ void resynced(hub_ptr self, user_id user, stream_feed::ticket held,
   auto i = self->state.feeds.find(user);
   if (i == self->state.feeds.end())
     return;
-  auto deliver = [self](const connection_actor& c, const payload& f) {
-    deliver_entry(self, c, f);
-  };
+  auto deliver = deliver_to(self);
   if (read)
     i->second.settle(held, *read, std::nullopt, deliver, skip_lost);
   else
@@ -417,9 +415,7 @@ void remote(hub_ptr self, user_id to, const std::string& epoch,
   auto i = self->state.feeds.find(to);
   if (i == self->state.feeds.end())
     return;
-  auto deliver = [self](const connection_actor& c, const payload& f) {
-    deliver_entry(self, c, f);
-  };
+  auto deliver = deliver_to(self);
   if (auto r = i->second.push(epoch, entry, deliver, skip_lost))
     start_resync(self, to, *r);
 }
